@@ -1,0 +1,18 @@
+"""nasframe: neural architecture search as Lightning plugins.
+
+The core (this package) knows no paper: search spaces, objectives, strategies and exporters plug in
+through the hooks in ``nasframe.hookspecs``. See README.md for the quickstart.
+"""
+
+from nasframe.errors import ArchitectureError, CheckpointError, DataError, ExportError, NASFrameError, PluginError
+from nasframe.export import load_model
+from nasframe.hookspecs import hookimpl
+from nasframe.module import NASModule, Plugin, SearchStep
+from nasframe.spaces.architecture import Architecture
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Architecture", "ArchitectureError", "CheckpointError", "DataError", "ExportError", "NASFrameError", "NASModule",
+    "Plugin", "PluginError", "SearchStep", "hookimpl", "load_model",
+]

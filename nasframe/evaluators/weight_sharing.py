@@ -1,0 +1,66 @@
+"""Score an architecture by its accuracy with weights inherited from a trained supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasframe.errors import CheckpointError
+from nasframe.evaluators.base import Evaluator
+from nasframe.spaces.architecture import Architecture
+from nasframe.step import SearchStep, split_batch
+
+
+class WeightSharingEvaluator(Evaluator):
+    """Accuracy of the supernet on the given batch under each architecture's path (eval mode).
+
+    The supernet is the module's own; ``checkpoint`` loads trained supernet weights into it first
+    (the ``supernet.*`` entries of a nasframe checkpoint, loaded with ``weights_only=True``). With
+    ``recalibrate_bn``, BatchNorm statistics are re-estimated on the batch for each path first, as
+    one-shot methods commonly do.
+    """
+
+    needs_supernet = True
+
+    def __init__(self, checkpoint: str | None = None, recalibrate_bn: bool = False) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.recalibrate_bn = recalibrate_bn
+        self._loaded = False
+
+    def _load(self, supernet: torch.nn.Module) -> None:
+        if self.checkpoint is None or self._loaded:
+            return
+        path = Path(self.checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"supernet checkpoint {str(path)!r} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        except Exception as exc:
+            raise CheckpointError(f"cannot read supernet checkpoint {str(path)!r}: {exc}") from None
+        own = {k.removeprefix("supernet."): v for k, v in state.items() if k.startswith("supernet.")}
+        if not own:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no supernet weights")
+        supernet.load_state_dict(own)
+        self._loaded = True
+
+    @torch.no_grad()
+    def score(self, nas: Any, architectures: list[Architecture], batch: Any) -> torch.Tensor:
+        supernet = nas.supernet
+        self._load(supernet)
+        views, targets = split_batch(batch)
+        if targets is None:
+            raise ValueError("the weight-sharing evaluator needs labelled batches")
+        was_training = supernet.training
+        scores = []
+        for architecture in architectures:
+            if self.recalibrate_bn:
+                supernet.train()
+                supernet(views[0], architecture)
+            supernet.eval()
+            logits = SearchStep(batch, architecture, supernet, stage="val").logits(0)
+            scores.append((logits.argmax(1) == targets).double().mean().item() * 100.0)
+        supernet.train(was_training)
+        return torch.tensor(scores, dtype=torch.float64)

@@ -1,0 +1,321 @@
+"""``NASModule``: the search loop, driven only by hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics.functional.classification import multiclass_accuracy
+
+from nasframe.errors import CheckpointError, NASFrameError
+from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
+from nasframe.objectives import CrossEntropy, Objective
+from nasframe.plugins import NASPluginManager
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.base import SearchSpace
+from nasframe.step import SearchStep, split_batch
+from nasframe.strategies.base import SearchStrategy
+
+__all__ = ["NASModule", "SearchStep"]
+
+
+class Plugin:
+    """Base for extra plugin objects given in a config's ``plugins:`` list (observers, overrides).
+
+    Any object with ``nasframe_*`` methods works; subclassing this only lets jsonargparse accept
+    it as ``class_path``/``init_args``."""
+
+
+class NASModule(LightningModule):
+    """A neural architecture search as a LightningModule.
+
+    Args:
+        search_space: the space searched; it is also a plugin implementing the search-space hooks.
+        strategy: the search strategy (single-path, differentiable or sample-based).
+        objectives: loss-term contributors; default ``[CrossEntropy()]``.
+        exporters: writers of the final model; default ``[SafetensorsExporter()]`` (always needed
+            by ``nasframe.load_model``).
+        plugins: entry-point plugin names that must be present (an unknown name fails, listing the
+            installed ones), and plugin objects to register for this run.
+        optimizer: the supernet/heads weight optimizer; default SGD(lr 0.025, momentum 0.9, wd 3e-4).
+        lr_scheduler: optional scheduler for it, stepped once per epoch.
+        export_dir: where the final model is written; default ``<log_dir>/export``. It must not exist
+            unless ``overwrite_export`` is set.
+        overwrite_export: replace an existing ``export_dir``.
+    """
+
+    def __init__(
+        self,
+        search_space: SearchSpace,
+        strategy: SearchStrategy,
+        objectives: Sequence[Objective] | None = None,
+        exporters: Sequence[Exporter] | None = None,
+        plugins: Sequence[str | Plugin] = (),
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        export_dir: str | None = None,
+        overwrite_export: bool = False,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False  # strategies drive their own (possibly bi-level) updates
+        self.search_space = search_space
+        self.strategy = strategy
+        self.objectives = nn.ModuleList(list(objectives) if objectives is not None else [CrossEntropy()])
+        self.exporters = list(exporters) if exporters is not None else [SafetensorsExporter()]
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.export_dir = export_dir
+        self.overwrite_export = overwrite_export
+        self.final_architecture: Architecture | None = None
+        self.exported_to: Path | None = None
+        self.example_input_shape: tuple[int, ...] | None = None
+        self._optimizer_names: list[str] = []
+
+        self._plugin_manager = self._make_plugin_manager(plugins)
+        self.supernet = self.hook.nasframe_build_supernet() if strategy.needs_supernet else None
+        self.hook.nasframe_setup(nas=self)
+
+    def _make_plugin_manager(self, plugins: Sequence[str | Plugin]) -> NASPluginManager:
+        manager = NASPluginManager()
+        manager.load_entry_point_plugins([p for p in plugins if isinstance(p, str)])
+        components = [self.search_space, self.strategy, *getattr(self.strategy, "subplugins", lambda: [])(),
+                      *self.objectives, *self.exporters, *(p for p in plugins if not isinstance(p, str))]
+        for component in components:
+            if not manager.is_registered(component):
+                manager.register(component, name=f"{type(component).__name__}-{id(component)}")
+        manager.check_pending()
+        return manager
+
+    @property
+    def hook(self) -> Any:
+        """The hook caller: ``nas.hook.nasframe_<name>(**kwargs)``."""
+        return self._plugin_manager.hook
+
+    @property
+    def plugin_manager(self) -> NASPluginManager:
+        return self._plugin_manager
+
+    # ---- helpers for strategies ---------------------------------------------------------------
+    def new_step(self, batch: Any, architecture: Any, stage: str = "train", network: nn.Module | None = None) -> SearchStep:
+        network = network if network is not None else self.supernet
+        if network is None:
+            raise NASFrameError("this search has no supernet; pass the network to evaluate explicitly")
+        return SearchStep(batch, architecture, network, stage)
+
+    def compute_loss(self, step: SearchStep) -> torch.Tensor:
+        """Sum the objectives' weighted loss terms for ``step`` and log each as ``<stage>/<name>``."""
+        terms: dict[str, torch.Tensor] = {}
+        for contribution in self.hook.nasframe_loss_terms(step=step):
+            for name, value in (contribution or {}).items():
+                if name in terms:
+                    raise NASFrameError(f"two objectives return a loss term named {name!r}; give them distinct names")
+                terms[name] = value
+        if not terms:
+            names = [type(o).__name__ for o in self.objectives]
+            labels = "no labels" if step.targets is None else f"{int(step.labelled.sum())} labelled"
+            raise NASFrameError(
+                f"no objective produced a loss for this {step.stage} batch ({len(step.views)} view(s), {labels}); "
+                f"objectives: {names}. Self-supervised objectives need two views, supervised ones need labels."
+            )
+        total = sum(step.term_weights.get(name, 1.0) * value for name, value in terms.items())
+        if not torch.isfinite(total):
+            values = {name: float(value.detach()) for name, value in terms.items()}
+            raise NASFrameError(f"the {step.stage} loss is not finite at global step {self.global_step}: {values}. "
+                                "Lower the learning rate or check the data for NaN/inf values.")
+        on_step = step.stage != "val"
+        for name, value in terms.items():
+            self.log(f"{step.stage}/{name}", value.detach(), batch_size=step.batch_size, on_step=on_step, on_epoch=True)
+        self.log(f"{step.stage}/loss", total.detach(), batch_size=step.batch_size, on_step=on_step, on_epoch=True,
+                 prog_bar=step.stage == "train")
+        return total
+
+    @staticmethod
+    def batch_accuracy(step: SearchStep) -> float | None:
+        """Top-1 accuracy (%) of ``step``'s logits on its labelled samples, or None without labels."""
+        mask = step.labelled
+        if mask is None or not bool(mask.any()):
+            return None
+        logits = step.logits(0).detach()[mask]
+        return float(multiclass_accuracy(logits, step.targets[mask], num_classes=logits.shape[1], average="micro")) * 100.0
+
+    def optimizer(self, name: str) -> Any:
+        """The optimizer registered under ``name`` (``"weights"`` or a strategy's own)."""
+        if name not in self._optimizer_names:
+            raise NASFrameError(f"no optimizer named {name!r}; configured: {self._optimizer_names}")
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        return optimizers[self._optimizer_names.index(name)]
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+
+    def stop_search(self) -> None:
+        """Ask the trainer to stop after this step (budget spent)."""
+        if self._trainer is not None:
+            self.trainer.should_stop = True
+
+    # ---- LightningModule ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, architecture: Any = None) -> torch.Tensor:
+        architecture = architecture if architecture is not None else self.hook.nasframe_current_architecture(nas=self)
+        if self.supernet is None:
+            raise NASFrameError("this search has no supernet to run; export the final architecture and train it")
+        return self.supernet(x, architecture)
+
+    def configure_optimizers(self) -> Any:
+        weights = [p for name, p in self.named_parameters() if not name.startswith("strategy.") and p.requires_grad]
+        configured: dict[str, Any] = {}
+        if weights:
+            factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4))
+            optimizer = factory(weights)
+            configured["weights"] = optimizer
+            if self.lr_scheduler_factory is not None:
+                configured["weights"] = {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+        for extra in self.hook.nasframe_configure_optimizers(nas=self):
+            for name, value in (extra or {}).items():
+                if name in configured:
+                    raise NASFrameError(f"two plugins configure an optimizer named {name!r}")
+                configured[name] = value
+        self._optimizer_names = list(configured)
+        return [v if isinstance(v, dict) else {"optimizer": v} for v in configured.values()] or None
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.export_dir is not None and self.trainer.is_global_zero:
+            check_export_target(Path(self.export_dir), self.overwrite_export)  # fail before any work
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        if self.example_input_shape is None:
+            first = batch["weights"] if isinstance(batch, dict) else batch
+            views, _ = split_batch(first)
+            if isinstance(views[0], torch.Tensor) and views[0].dim() >= 2:
+                self.example_input_shape = (1, *views[0].shape[1:])
+        return self.hook.nasframe_search_step(nas=self, batch=batch, batch_idx=batch_idx)
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        if self.supernet is None:
+            return
+        architecture = self.hook.nasframe_current_architecture(nas=self)
+        step = self.new_step(batch, architecture, stage="val")
+        self.compute_loss(step)
+        accuracy = self.batch_accuracy(step)
+        if accuracy is not None:
+            self.log("val/accuracy", accuracy, batch_size=int(step.labelled.sum()), on_epoch=True, prog_bar=True)
+
+    def on_fit_end(self) -> None:
+        architecture = self.decide()
+        directory = None
+        if self.trainer.is_global_zero:
+            directory = self.export(self._default_export_dir())
+            rank_zero_info(self.summary(architecture, directory))
+        self.hook.nasframe_search_end(nas=self, architecture=architecture, export_dir=directory)
+
+    # ---- the result ---------------------------------------------------------------------------------
+    def decide(self) -> Architecture:
+        """The final architecture, identical on every rank (rank 0's decision is broadcast)."""
+        architecture = self.hook.nasframe_final_architecture(nas=self)
+        if architecture is None:
+            raise NASFrameError("the strategy returned no final architecture (did the search evaluate anything?)")
+        if self._trainer is not None and self.trainer.world_size > 1:
+            architecture = Architecture.from_dict(self.trainer.strategy.broadcast(architecture.to_dict(), src=0))
+        self.final_architecture = self.search_space.validate(architecture)
+        return self.final_architecture
+
+    def final_network(self, architecture: Architecture) -> nn.Module:
+        """The standalone network: extracted with the supernet's weights, or freshly built."""
+        if self.supernet is not None:
+            network = self.hook.nasframe_extract_network(supernet=self.supernet, architecture=architecture)
+        else:
+            network = self.hook.nasframe_build_network(architecture=architecture)
+        return network.cpu().eval()
+
+    def example_input(self) -> torch.Tensor | None:
+        shape = self.example_input_shape or getattr(self.search_space, "input_shape", None)
+        if shape is None:
+            return None
+        shape = tuple(shape) if len(shape) == 4 else (1, *shape)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+    def export(self, directory: str | Path, overwrite: bool | None = None) -> Path:
+        """Write the final architecture's standalone model into ``directory`` (atomically)."""
+        architecture = self.final_architecture or self.decide()
+        self.exported_to = export_model(
+            self.hook, self.search_space, architecture, self.final_network(architecture), self.example_input(),
+            Path(directory), self.overwrite_export if overwrite is None else overwrite,
+        )
+        return self.exported_to
+
+    def summary(self, architecture: Architecture, directory: Path | None) -> str:
+        network = self.final_network(architecture)
+        parameters = sum(p.numel() for p in network.parameters())
+        lines = [
+            "nasframe search finished",
+            f"  strategy:     {type(self.strategy).__name__}",
+            f"  architecture: {self.search_space.format(architecture)}",
+            f"  parameters:   {parameters:,}",
+        ]
+        for name in ("val/accuracy", "search/best_score", "search/evaluated"):
+            if self._trainer is not None and name in self.trainer.callback_metrics:
+                lines.append(f"  {name + ':':13} {float(self.trainer.callback_metrics[name]):.4g}")
+        if directory is not None:
+            lines.append(f"  exported to:  {directory}  (load with nasframe.load_model)")
+        return "\n".join(lines)
+
+    def _default_export_dir(self) -> Path:
+        if self.export_dir is not None:
+            return Path(self.export_dir)
+        root = self.trainer.log_dir or self.trainer.default_root_dir
+        return Path(root) / "export"
+
+    # ---- checkpoint ---------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state: dict[str, Any] = {}
+        for contribution in self.hook.nasframe_state_dict(nas=self):
+            for key, value in (contribution or {}).items():
+                if key in state:
+                    raise NASFrameError(f"two plugins store search state under {key!r}")
+                state[key] = value
+        checkpoint["nasframe"] = {
+            "state": state,
+            "search_space": self.search_space.config(),
+            "example_input_shape": list(self.example_input_shape) if self.example_input_shape else None,
+            "optimizer_names": self._optimizer_names,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("nasframe")
+        if saved is None:
+            raise CheckpointError("the checkpoint holds no nasframe search state; was it written by a NASModule?")
+        shape = saved.get("example_input_shape")
+        self.example_input_shape = tuple(shape) if shape else None
+        self.hook.nasframe_load_state_dict(nas=self, state=saved["state"])
+
+
+def load_search_checkpoint(nas: NASModule, path: str | Path) -> dict[str, Any]:
+    """Load a nasframe checkpoint's weights and search state into ``nas`` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a checkpoint: {exc}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no 'state_dict'; is it a Lightning checkpoint?")
+    try:
+        nas.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not match this configuration: {exc}") from None
+    nas.on_load_checkpoint(checkpoint)
+    return checkpoint
+

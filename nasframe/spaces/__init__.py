@@ -1,0 +1,6 @@
+"""Search spaces: the architecture value type, the base classes and the generic spaces."""
+
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.base import CategoricalSearchSpace, SearchSpace
+
+__all__ = ["Architecture", "CategoricalSearchSpace", "SearchSpace"]

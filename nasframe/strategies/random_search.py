@@ -1,0 +1,26 @@
+"""Random search: the baseline every NAS paper compares against."""
+
+from __future__ import annotations
+
+from nasframe.evaluators.base import Evaluator
+from nasframe.spaces.architecture import Architecture
+from nasframe.strategies.sample_based import SampleBasedStrategy
+
+
+class RandomSearch(SampleBasedStrategy):
+    """Evaluates ``candidates_per_step`` uniformly sampled unseen architectures per step; returns the best."""
+
+    def __init__(self, evaluator: Evaluator, budget: int = 100, candidates_per_step: int = 10, seed: int = 0) -> None:
+        super().__init__(evaluator, budget, seed)
+        self.candidates_per_step = candidates_per_step
+
+    def ask(self, nas) -> list[Architecture]:
+        picks = []
+        for _ in range(min(self.candidates_per_step, self.remaining)):
+            architecture = self.sample_unseen(nas)
+            if architecture is None:
+                break
+            self.seen.add(architecture)  # keep one step's picks distinct
+            picks.append(architecture)
+        self.seen.difference_update(picks)
+        return picks

@@ -1,0 +1,86 @@
+"""Sample-based search: propose candidates to an evaluator and learn from their scores."""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nasframe.evaluators.base import Evaluator
+from nasframe.spaces.architecture import Architecture
+from nasframe.strategies.base import SearchStrategy, architectures_from_state, architectures_to_state
+
+if TYPE_CHECKING:
+    from nasframe.module import NASModule
+
+
+class SampleBasedStrategy(SearchStrategy):
+    """Ask / evaluate / tell until ``budget`` distinct architectures have been evaluated.
+
+    Each training step asks the subclass for candidates, has ``evaluator`` score them on the step's
+    batch, records them in ``history`` and tells the subclass. The search stops itself when the
+    budget is spent. The final architecture is the best evaluated one unless a subclass says
+    otherwise. ``history`` (architectures and scores, in order) is checkpoint state.
+    """
+
+    def __init__(self, evaluator: Evaluator, budget: int = 100, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.evaluator = evaluator
+        self.budget = budget
+        self.history: list[tuple[Architecture, float]] = []
+        self.seen: set[Architecture] = set()
+
+    @property
+    def needs_supernet(self) -> bool:  # type: ignore[override]
+        return self.evaluator.needs_supernet
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - len(self.history)
+
+    @abstractmethod
+    def ask(self, nas: NASModule) -> list[Architecture]:
+        """Candidates to evaluate next: unseen, at most ``self.remaining`` of them; [] ends the search."""
+
+    def tell(self, nas: NASModule, architectures: list[Architecture], scores: torch.Tensor) -> None:
+        """Learn from the scores (already appended to ``history``)."""
+
+    def sample_unseen(self, nas: NASModule, tries: int = 1000) -> Architecture | None:
+        for _ in range(tries):
+            architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
+            if architecture not in self.seen:
+                return architecture
+        return None
+
+    def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> None:
+        candidates = [a for a in dict.fromkeys(self.ask(nas)) if a not in self.seen][: max(self.remaining, 0)] if self.remaining > 0 else []
+        if not candidates:
+            nas.stop_search()
+            return None
+        scores = self.evaluator.evaluate(nas, candidates, batch).double().cpu()
+        self.seen.update(candidates)
+        self.history.extend(zip(candidates, scores.tolist()))
+        self.tell(nas, candidates, scores)
+        nas.hook.nasframe_candidates_evaluated(nas=nas, architectures=candidates, scores=scores)
+        finite = [s for _, s in self.history if not math.isnan(s)]
+        nas.log_metrics({"search/evaluated": float(len(self.history)), "search/best_score": max(finite) if finite else float("nan")})
+        if self.remaining <= 0:
+            nas.stop_search()
+        return None
+
+    def best(self, history: list[tuple[Architecture, float]] | None = None) -> Architecture | None:
+        scored = [(s, i, a) for i, (a, s) in enumerate(history if history is not None else self.history) if not math.isnan(s)]
+        return max(scored, key=lambda t: (t[0], -t[1]))[2] if scored else None  # ties: the earliest
+
+    def current_architecture(self, nas: NASModule) -> Architecture | None:
+        return self.best()
+
+    def search_state(self) -> dict[str, Any]:
+        return {"history": architectures_to_state([a for a, _ in self.history]), "scores": [s for _, s in self.history]}
+
+    def load_search_state(self, state: dict[str, Any]) -> None:
+        self.history = list(zip(architectures_from_state(state["history"]), state["scores"]))
+        self.seen = {a for a, _ in self.history}
+        self.evaluator.queried.update(self.seen)
