@@ -11,6 +11,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from nasframe.errors import CheckpointError, NASFrameError
@@ -201,6 +202,11 @@ class NASModule(LightningModule):
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
+
+    def train_dataloader(self) -> DataLoader:
+        """Used only when no datamodule is given (searches on a tabular benchmark need no data):
+        the step index as batch, 1000 steps per epoch (Lightning skips ``None`` batches)."""
+        return DataLoader(range(1000), batch_size=None)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         if self.supernet is None:
