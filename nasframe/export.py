@@ -63,7 +63,9 @@ class TorchExportExporter(Exporter):
     def export(self, architecture, network, search_space, directory, example_input) -> list[str]:
         if example_input is None:
             raise ExportError("torch.export needs an example input: the search saw no batch and the space has no input_shape")
-        program = torch.export.export(network, (example_input,))
+        # batch size stays free; an example of 2 keeps torch.export from specialising on 1
+        example = example_input.expand(2, *example_input.shape[1:]).contiguous()
+        program = torch.export.export(network, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
         torch.export.save(program, str(directory / "model.pt2"))
         return ["model.pt2"]
 
@@ -80,7 +82,8 @@ class OnnxExporter(Exporter):
     def export(self, architecture, network, search_space, directory, example_input) -> list[str]:
         if example_input is None:
             raise ExportError("ONNX export needs an example input: the search saw no batch and the space has no input_shape")
-        torch.onnx.export(network, (example_input,), str(directory / "model.onnx"), opset_version=self.opset_version, dynamo=True)
+        torch.onnx.export(network, (example_input,), str(directory / "model.onnx"), opset_version=self.opset_version,
+                          dynamo=True, dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
         return ["model.onnx"]
 
 

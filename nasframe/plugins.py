@@ -63,7 +63,7 @@ class NASPluginManager(pluggy.PluginManager):
             if not name.startswith(_HOOK_PREFIX) or name in known:
                 continue
             for impl in getattr(self.hook, name).get_hookimpls():
-                if impl.hookimpl_config.get("optionalhook"):
+                if impl.optionalhook:
                     continue
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""

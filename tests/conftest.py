@@ -1,0 +1,23 @@
+"""Shared fixtures. Tests that need ../shared/data skip with a reason when it is absent (a user's clone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_path(relative: str) -> Path:
+    """A file under ../shared/data, or skip the test saying what is missing."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"needs {path} (the offline reference data beside the project checkout)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _quiet_lightning(monkeypatch):
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
