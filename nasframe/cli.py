@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -50,15 +52,42 @@ class NASFrameCLI(LightningCLI):
         return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
 
 
+def check_config_files(args: list[str]) -> None:
+    """Fail naming the file when a ``--config`` is missing or not YAML (jsonargparse names neither)."""
+    for i, arg in enumerate(args):
+        path = args[i + 1] if arg in ("-c", "--config") and i + 1 < len(args) else arg.partition("=")[2] if arg.startswith("--config=") else None
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise NASFrameError(f"config file {path!r} does not exist")
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise NASFrameError(f"config file {path!r} is not valid YAML: {exc}") from None
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``nasframe`` console script."""
     try:
+        check_config_files(sys.argv[1:] if args is None else args)
         # Importing the plugin packages first lets configs name their classes by short name.
         NASPluginManager().load_entry_point_plugins()
         NASFrameCLI(args=args)
-    except NASFrameError as exc:
-        print(f"nasframe: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        user_error = _user_error(exc)
+        if user_error is None:
+            raise
+        print(f"nasframe: error: {user_error}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _user_error(exc: BaseException | None, depth: int = 0) -> NASFrameError | None:
+    """Our own error inside ``exc``: jsonargparse wraps what a class raises while it is instantiated."""
+    if exc is None or depth > 10:
+        return None
+    if isinstance(exc, NASFrameError):
+        return exc
+    return _user_error(exc.__cause__, depth + 1) or _user_error(exc.__context__, depth + 1)
 
 
 if __name__ == "__main__":
