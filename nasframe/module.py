@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -196,7 +198,12 @@ class NASModule(LightningModule):
             views, _ = split_batch(first)
             if isinstance(views[0], torch.Tensor) and views[0].dim() >= 2:
                 self.example_input_shape = (1, *views[0].shape[1:])
-        return self.hook.nasframe_search_step(nas=self, batch=batch, batch_idx=batch_idx)
+        result = self.hook.nasframe_search_step(nas=self, batch=batch, batch_idx=batch_idx)
+        if not self._optimizer_names:
+            # Nothing trainable (e.g. a tabular search): step Lightning's stand-in optimizer so that
+            # global_step, max_steps and checkpointing count search steps here too.
+            self.optimizers().step()
+        return result
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()
@@ -296,6 +303,7 @@ class NASModule(LightningModule):
             "search_space": self.search_space.config(),
             "example_input_shape": list(self.example_input_shape) if self.example_input_shape else None,
             "optimizer_names": self._optimizer_names,
+            "global_rng": _global_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -304,7 +312,25 @@ class NASModule(LightningModule):
             raise CheckpointError("the checkpoint holds no nasframe search state; was it written by a NASModule?")
         shape = saved.get("example_input_shape")
         self.example_input_shape = tuple(shape) if shape else None
+        if saved.get("global_rng"):
+            _set_global_rng_state(saved["global_rng"])
         self.hook.nasframe_load_state_dict(nas=self, state=saved["state"])
+
+
+def _global_rng_state() -> dict[str, Any]:
+    """torch, numpy and Python RNG states (augmentations draw from them) in weights-only-loadable form."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
+            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]]}
+
+
+def _set_global_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
 
 def load_search_checkpoint(nas: NASModule, path: str | Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nasframe.errors import DataError
 
@@ -42,6 +42,23 @@ class ImageArrayDataset(Dataset):
         array = image.permute(1, 2, 0).numpy()
         pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
         return self.transform(pil), self.labels[index]
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation that depends only on ``seed`` and the epoch (Lightning calls
+    ``set_epoch``), so a run resumed from a checkpoint sees the same order as an uninterrupted one."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class NASDataModule(LightningDataModule, ABC):
@@ -112,9 +129,10 @@ class NASDataModule(LightningDataModule, ABC):
                 raise DataError(f"{type(self).__name__}: the {name} split has {len(split)} images, fewer than one batch of {self.batch_size}")
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed + (7 if split == "architecture" else 0))
-        return DataLoader(self._splits[split], batch_size=self.batch_size, shuffle=train and self.shuffle, drop_last=train,
-                          num_workers=self.num_workers, generator=generator, persistent_workers=self.num_workers > 0)
+        dataset = self._splits[split]
+        sampler = EpochSeededSampler(len(dataset), self.seed + (7 if split == "architecture" else 0)) if train and self.shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=train,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> Any:
         self.setup()
