@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
@@ -138,14 +139,26 @@ class NASModule(LightningModule):
                  prog_bar=step.stage == "train")
         return total
 
-    @staticmethod
-    def batch_accuracy(step: SearchStep) -> float | None:
+    def batch_accuracy(self, step: SearchStep) -> float | None:
         """Top-1 accuracy (%) of ``step``'s logits on its labelled samples, or None without labels."""
         mask = step.labelled
         if mask is None or not bool(mask.any()):
             return None
         logits = step.logits(0).detach()[mask]
-        return float(multiclass_accuracy(logits, step.targets[mask], num_classes=logits.shape[1], average="micro")) * 100.0
+        accuracy = multiclass_accuracy(logits, step.targets[mask], num_classes=logits.shape[1], average="micro") * 100.0
+        return float(self.all_ranks_mean(accuracy))
+
+    def all_ranks_mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of ``value`` over DDP ranks (itself on one process): decisions taken from it agree on every rank."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        return self.trainer.strategy.reduce(value.detach().float(), reduce_op="mean")
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (``value`` itself on one process)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        return self.trainer.strategy.broadcast(value, src=0)
 
     def optimizer(self, name: str) -> Any:
         """The optimizer registered under ``name`` (``"weights"`` or a strategy's own)."""
@@ -172,7 +185,8 @@ class NASModule(LightningModule):
         return self.supernet(x, architecture)
 
     def configure_optimizers(self) -> Any:
-        weights = [p for name, p in self.named_parameters() if not name.startswith("strategy.") and p.requires_grad]
+        weights = [p for name, p in self.named_parameters()
+                   if not name.startswith("strategy.") and name != "_ddp_anchor" and p.requires_grad]
         configured: dict[str, Any] = {}
         if weights:
             factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4))
@@ -191,6 +205,13 @@ class NASModule(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.export_dir is not None and self.trainer.is_global_zero:
             check_export_target(Path(self.export_dir), self.overwrite_export)  # fail before any work
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            # a single-path step leaves most of the supernet unused; DDP must not wait for those grads
+            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+            if not any(p.requires_grad for p in self.parameters()):
+                # DDP refuses a module with nothing to train (a tabular search): give it one inert scalar
+                self._ddp_anchor = nn.Parameter(torch.zeros(()))
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         if self.example_input_shape is None:

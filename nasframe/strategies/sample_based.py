@@ -59,7 +59,8 @@ class SampleBasedStrategy(SearchStrategy):
         if not candidates:
             nas.stop_search()
             return None
-        scores = self.evaluator.evaluate(nas, candidates, batch).double().cpu()
+        # data-dependent evaluators see a different batch on each DDP rank: rank 0's scores decide
+        scores = nas.broadcast(self.evaluator.evaluate(nas, candidates, batch).double().cpu())
         self.seen.update(candidates)
         self.history.extend(zip(candidates, scores.tolist()))
         self.tell(nas, candidates, scores)
