@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from nasframe.errors import NASFrameError
-from nasframe.module import NASModule, load_search_checkpoint
+from nasframe.module import NASModule, load_search_checkpoint, read_checkpoint
 from nasframe.plugins import NASPluginManager
 
 
@@ -52,24 +52,36 @@ class NASFrameCLI(LightningCLI):
         return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
 
 
-def check_config_files(args: list[str]) -> None:
-    """Fail naming the file when a ``--config`` is missing or not YAML (jsonargparse names neither)."""
+def _option_values(args: list[str], *names: str) -> list[str]:
+    values = []
     for i, arg in enumerate(args):
-        path = args[i + 1] if arg in ("-c", "--config") and i + 1 < len(args) else arg.partition("=")[2] if arg.startswith("--config=") else None
-        if path is None:
-            continue
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                values.append(args[i + 1])
+            elif arg.startswith(name + "="):
+                values.append(arg.partition("=")[2])
+    return values
+
+
+def check_input_files(args: list[str]) -> None:
+    """Fail naming the file when a ``--config`` is missing or not YAML, or a ``--ckpt_path`` is
+    damaged: jsonargparse and Lightning would report neither by name."""
+    for path in _option_values(args, "-c", "--config"):
         if not Path(path).is_file():
             raise NASFrameError(f"config file {path!r} does not exist")
         try:
             yaml.safe_load(Path(path).read_text())
         except yaml.YAMLError as exc:
             raise NASFrameError(f"config file {path!r} is not valid YAML: {exc}") from None
+    for path in _option_values(args, "--ckpt_path"):
+        if path not in ("last", "best", "hpc", "registry", "null", "None"):
+            read_checkpoint(path)  # weights only: a tampered file cannot run code
 
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``nasframe`` console script."""
     try:
-        check_config_files(sys.argv[1:] if args is None else args)
+        check_input_files(sys.argv[1:] if args is None else args)
         # Importing the plugin packages first lets configs name their classes by short name.
         NASPluginManager().load_entry_point_plugins()
         NASFrameCLI(args=args)

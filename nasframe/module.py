@@ -354,17 +354,24 @@ def _set_global_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
 
 
-def load_search_checkpoint(nas: NASModule, path: str | Path) -> dict[str, Any]:
-    """Load a nasframe checkpoint's weights and search state into ``nas`` (``weights_only=True``)."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a nasframe checkpoint with ``weights_only=True``; a damaged one fails naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or not a checkpoint: {exc}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"checkpoint {str(path)!r} has no 'state_dict'; is it a Lightning checkpoint?")
+        reason = str(exc).splitlines()[0][:300]
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated, tampered with or not a checkpoint: {reason}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "nasframe" not in checkpoint:
+        raise CheckpointError(f"{str(path)!r} is not a nasframe search checkpoint (no 'state_dict' and 'nasframe' entries)")
+    return checkpoint
+
+
+def load_search_checkpoint(nas: NASModule, path: str | Path) -> dict[str, Any]:
+    """Load a nasframe checkpoint's weights and search state into ``nas`` (``weights_only=True``)."""
+    checkpoint = read_checkpoint(path)
     try:
         nas.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:

@@ -98,3 +98,30 @@ def test_third_party_plugin_package_is_found_by_entry_point(tmp_path, monkeypatc
     run = subprocess.run([sys.executable, "-m", "nasframe.cli", "fit", "--config", str(ROOT / "examples" / "plugin_package" / "example.yaml")],
                          env=env, cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode != 0 and "example" in run.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper", "foreign"])
+def test_damaged_checkpoint_fails_clearly_for_fit_and_export(tmp_path, capsys, damage):
+    main(["fit", *tiny_args(tmp_path, "--trainer.enable_checkpointing", "true")])
+    checkpoint = next(Path(tmp_path).rglob("*.ckpt"))
+    data = checkpoint.read_bytes()
+    if damage == "truncate":
+        checkpoint.write_bytes(data[: len(data) // 2])
+    elif damage == "tamper":
+        import pickle
+        checkpoint.write_bytes(pickle.dumps(torch.nn.Linear(1, 1)))  # arbitrary objects must not be unpickled
+    else:
+        torch.save({"weights": torch.zeros(1)}, checkpoint)
+    for command in (["fit", *tiny_args(tmp_path / "resume"), "--ckpt_path", str(checkpoint)],
+                    ["export", *tiny_args(tmp_path), "--ckpt_path", str(checkpoint), "--export_dir", str(tmp_path / "out")]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 1
+        assert str(checkpoint) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "resume" / "export").exists()
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0 and "--ckpt_path" in capsys.readouterr().out
