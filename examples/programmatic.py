@@ -14,7 +14,7 @@ from nasframe.spaces.nb201 import NB201Space
 from nasframe.strategies import SinglePathStrategy
 
 
-def main(export_dir: str = "runs/programmatic/export") -> None:
+def main(export_dir: str = "runs/programmatic/export", max_epochs: int = 10) -> None:
     seed_everything(0)
     space = NB201Space(channels=8, cells_per_stage=1, in_channels=1, image_size=8, bn_track_running_stats=False)
     search = NASModule(
@@ -25,7 +25,7 @@ def main(export_dir: str = "runs/programmatic/export") -> None:
         export_dir=export_dir,
         overwrite_export=True,
     )
-    trainer = Trainer(max_epochs=10, accelerator="cpu", devices=1, default_root_dir="runs/programmatic",
+    trainer = Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, default_root_dir="runs/programmatic",
                       enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(search, datamodule=DigitsDataModule(batch_size=64))
 
