@@ -1,6 +1,7 @@
 """The `nasframe` console script end to end, on the embedded digits data."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +80,10 @@ def test_missing_data_path_fails_clearly(tmp_path, capsys):
 
 def test_third_party_plugin_package_is_found_by_entry_point(tmp_path, monkeypatch):
     """Install examples/plugin_package for real and run its YAML: discovery is not mocked."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "plugin_package"
+    shutil.copytree(ROOT / "examples" / "plugin_package", source)  # setuptools builds in the source tree
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(ROOT / "examples" / "plugin_package")], check=True)
+                    "--target", str(target), str(source)], check=True)
     env = {**os.environ, "PYTHONPATH": str(target)}
     run = subprocess.run([sys.executable, "-m", "nasframe.cli", "fit", "--config", str(ROOT / "examples" / "plugin_package" / "example.yaml"),
                           "--trainer.max_steps", "4", "--model.init_args.export_dir", str(tmp_path / "export")],
