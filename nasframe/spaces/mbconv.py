@@ -1,0 +1,275 @@
+"""A MobileNetV3/EfficientNet-like space of inverted-residual (MBConv) blocks with squeeze-excite.
+
+Every searchable block picks a kernel size and an expansion ratio (e.g. ``k5_e6``), or ``skip``
+where the block keeps its shape and skipping is allowed. The macro structure (stem, a fixed
+depthwise-separable block, searchable stages, a 1x1 head, global pooling, a 1x1 "final" layer and
+the classifier) follows the one-shot spaces of SPOS, FBNet and Cream of the Crop; every width, depth,
+stride and the input size are arguments, so a CIFAR-sized or test-sized space runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nasframe.errors import ArchitectureError, NASFrameError
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.base import CategoricalSearchSpace
+
+SKIP = "skip"
+_CHOICE = re.compile(r"^k(\d+)_e(\d+)$")
+
+
+def _bn(channels: int, track_running_stats: bool) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, track_running_stats=track_running_stats)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention: global pool -> 1x1 reduce -> ReLU -> 1x1 expand -> sigmoid gate."""
+
+    def __init__(self, channels: int, reduced: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(torch.relu(self.reduce(gate))))
+
+
+class MBConv(nn.Module):
+    """Inverted residual: [1x1 expand] -> kxk depthwise (stride) -> SE -> 1x1 project (+ identity)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, expansion: int, stride: int, se_ratio: float,
+                 track_running_stats: bool) -> None:
+        super().__init__()
+        mid = c_in * expansion
+        self.expand = None if expansion == 1 else nn.Sequential(
+            nn.Conv2d(c_in, mid, 1, bias=False), _bn(mid, track_running_stats), nn.SiLU())
+        self.depthwise = nn.Sequential(nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False),
+                                       _bn(mid, track_running_stats), nn.SiLU())
+        # the SE width follows the block's input width, as in EfficientNet
+        self.se = SqueezeExcite(mid, max(1, int(c_in * se_ratio))) if se_ratio > 0 else nn.Identity()
+        self.project = nn.Sequential(nn.Conv2d(mid, c_out, 1, bias=False), _bn(c_out, track_running_stats))
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x if self.expand is None else self.expand(x)
+        y = self.project(self.se(self.depthwise(y)))
+        return x + y if self.residual else y
+
+
+class ChoiceBlock(nn.ModuleDict):
+    """The supernet's searchable block: one candidate per choice name, one of them runs per forward."""
+
+
+class MBConvNetwork(nn.Module):
+    """The macro network. In a supernet every searchable block is a ``ChoiceBlock`` and ``forward``
+    takes the path (an ``Architecture`` or its tuple of choices); a standalone network holds one
+    module per block (``nn.Identity`` for ``skip``) and ignores ``arch``."""
+
+    def __init__(self, stem: nn.Module, first: nn.Module, blocks: Sequence[nn.Module], head: nn.Module,
+                 final: nn.Module, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.stem, self.first = stem, first
+        self.blocks = nn.ModuleList(blocks)
+        self.head, self.final, self.classifier = head, final, classifier
+        self.feature_dim = classifier.in_features
+
+    def forward_features(self, x: torch.Tensor, arch: Any = None) -> torch.Tensor:
+        choices = arch.choices if isinstance(arch, Architecture) else arch
+        x = self.first(self.stem(x))
+        for i, block in enumerate(self.blocks):
+            if isinstance(block, ChoiceBlock):
+                if choices is None:
+                    raise NASFrameError("a MBConv supernet needs the path to run: forward(x, architecture)")
+                block = block[choices[i]]
+            x = block(x)
+        x = self.head(x).mean((2, 3), keepdim=True)
+        return self.final(x).flatten(1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+    def forward(self, x: torch.Tensor, arch: Any = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, arch))
+
+
+class MBConvSpace(CategoricalSearchSpace):
+    """One-shot MBConv space: per searchable block, a kernel in ``kernels`` x an expansion in
+    ``expansions`` (choice names ``k{kernel}_e{expansion}``), plus ``skip`` when ``allow_skip``
+    (never on a stage's first block, which changes width or resolution).
+
+    Args:
+        stage_channels: output width of each searchable stage (Cream: 24, 40, 80, 96, 192).
+        stage_layers: blocks per stage.
+        stage_strides: stride of each stage's first block.
+        stem_channels, stem_stride: the 3x3 stem (Cream: 16, stride 2; use 1 for 32x32 images).
+        first_channels: width of the fixed depthwise-separable block after the stem.
+        head_channels: the 1x1 conv before pooling (Cream: 320); final_channels: the 1x1 conv after
+            pooling (Cream: 1280), which is the feature dimension.
+        kernels, expansions, allow_skip: the per-block choices.
+        se_ratio: squeeze-excite width relative to the block input (0 disables SE).
+        num_classes, in_channels, image_size: the data (``input_shape`` for export and FLOPs).
+        bn_track_running_stats: BatchNorm running statistics (off: batch statistics everywhere).
+
+    ``flops(arch)`` is the exact count of ``torch.utils.flop_counter.FlopCounterMode`` for one image
+    (2 per multiply-add, convolutions and linear layers), from a per-block table built with it.
+    """
+
+    name = "mbconv"
+
+    def __init__(self, stage_channels: Sequence[int] = (24, 40, 80, 96, 192), stage_layers: Sequence[int] = (2, 3, 4, 3, 2),
+                 stage_strides: Sequence[int] = (2, 2, 2, 1, 2), stem_channels: int = 16, stem_stride: int = 2,
+                 first_channels: int = 16, head_channels: int = 320, final_channels: int = 1280,
+                 kernels: Sequence[int] = (3, 5, 7), expansions: Sequence[int] = (4, 6), allow_skip: bool = False,
+                 se_ratio: float = 0.25, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
+                 bn_track_running_stats: bool = True) -> None:
+        lengths = {len(stage_channels), len(stage_layers), len(stage_strides)}
+        if len(lengths) != 1 or not stage_channels:
+            raise NASFrameError("stage_channels, stage_layers and stage_strides must be non-empty and of equal length; "
+                                f"got {len(stage_channels)}, {len(stage_layers)}, {len(stage_strides)}")
+        for name, values in (("stage_channels", stage_channels), ("stage_layers", stage_layers), ("kernels", kernels),
+                             ("expansions", expansions), ("stage_strides", stage_strides)):
+            if not values or any(int(v) < 1 for v in values):
+                raise NASFrameError(f"{name} must hold positive integers, got {list(values)}")
+        if any(int(k) % 2 == 0 for k in kernels):
+            raise NASFrameError(f"kernels must be odd (same padding), got {list(kernels)}")
+        self.stage_channels = [int(c) for c in stage_channels]
+        self.stage_layers = [int(n) for n in stage_layers]
+        self.stage_strides = [int(s) for s in stage_strides]
+        self.stem_channels, self.stem_stride, self.first_channels = stem_channels, stem_stride, first_channels
+        self.head_channels, self.final_channels = head_channels, final_channels
+        self.kernels, self.expansions = [int(k) for k in kernels], [int(e) for e in expansions]
+        self.allow_skip = allow_skip
+        self.se_ratio = se_ratio
+        self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
+        self.input_shape = (in_channels, image_size, image_size)
+        self.track_running_stats = bn_track_running_stats
+        self.block_choices = [f"k{k}_e{e}" for k in self.kernels for e in self.expansions]
+        # (c_in, c_out, stride, input resolution) of every searchable block
+        self.block_shapes: list[tuple[int, int, int, int]] = []
+        c, size = first_channels, _out_size(_out_size(image_size, stem_stride), 1)
+        for c_out, layers, stride in zip(self.stage_channels, self.stage_layers, self.stage_strides):
+            for j in range(layers):
+                s = stride if j == 0 else 1
+                self.block_shapes.append((c, c_out, s, size))
+                c, size = c_out, _out_size(size, s)
+        self._block_flops: dict[tuple, int] = {}
+        self._fixed_flops: int | None = None
+
+    # ---- architecture values -------------------------------------------------------------------
+    def position_choices(self) -> list[Sequence[str]]:
+        return [self.block_choices + ([SKIP] if self.allow_skip and c_in == c_out and s == 1 else [])
+                for c_in, c_out, s, _ in self.block_shapes]
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_shapes)
+
+    def parse(self, text: str) -> Architecture:
+        """Parse ``k3_e4-k5_e6-skip-...`` (one choice per searchable block) or the JSON form."""
+        if not isinstance(text, str):
+            raise ArchitectureError(f"a {self.name!r} architecture string is expected, got {type(text).__name__}")
+        text = text.strip()
+        if text.startswith("{"):
+            return super().parse(text)
+        choices = tuple(part.strip() for part in text.split("-"))
+        if len(choices) != self.num_blocks:
+            raise ArchitectureError(f"{text!r} has {len(choices)} blocks; this {self.name!r} space has {self.num_blocks}, "
+                                    f"written like {'-'.join([self.block_choices[0]] * self.num_blocks)!r}")
+        return self.validate(Architecture(self.name, choices))
+
+    def format(self, architecture: Architecture) -> str:
+        return "-".join(self.validate(architecture).choices)
+
+    # ---- networks ------------------------------------------------------------------------------
+    def _operation(self, choice: str, c_in: int, c_out: int, stride: int) -> nn.Module:
+        if choice == SKIP:
+            return nn.Identity()
+        kernel, expansion = (int(v) for v in _CHOICE.match(choice).groups())
+        return MBConv(c_in, c_out, kernel, expansion, stride, self.se_ratio, self.track_running_stats)
+
+    def _stem(self) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(self.in_channels, self.stem_channels, 3, self.stem_stride, 1, bias=False),
+                             _bn(self.stem_channels, self.track_running_stats), nn.SiLU())
+
+    def _first(self) -> nn.Module:
+        return MBConv(self.stem_channels, self.first_channels, 3, 1, 1, self.se_ratio, self.track_running_stats)
+
+    def _head(self) -> nn.Module:
+        c = self.stage_channels[-1]
+        return nn.Sequential(nn.Conv2d(c, self.head_channels, 1, bias=False),
+                             _bn(self.head_channels, self.track_running_stats), nn.SiLU())
+
+    def _final(self) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(self.head_channels, self.final_channels, 1), nn.SiLU())
+
+    def _network(self, blocks: Sequence[nn.Module]) -> MBConvNetwork:
+        return MBConvNetwork(self._stem(), self._first(), blocks, self._head(), self._final(),
+                             nn.Linear(self.final_channels, self.num_classes))
+
+    def build(self, architecture: Architecture) -> MBConvNetwork:
+        choices = self.validate(architecture).choices
+        return self._network([self._operation(choice, c_in, c_out, s)
+                              for choice, (c_in, c_out, s, _) in zip(choices, self.block_shapes)])
+
+    def supernet(self) -> MBConvNetwork:
+        return self._network([ChoiceBlock({choice: self._operation(choice, c_in, c_out, s) for choice in allowed})
+                              for allowed, (c_in, c_out, s, _) in zip(self.position_choices(), self.block_shapes)])
+
+    def extract(self, supernet: nn.Module, architecture: Architecture) -> MBConvNetwork:
+        """The standalone network of ``architecture`` with the supernet's weights and BN statistics
+        of the chosen candidates (``blocks.<i>.<rest>`` <- ``blocks.<i>.<choice>.<rest>``)."""
+        choices = self.validate(architecture).choices
+        network = self.build(architecture)
+        shared = supernet.state_dict()
+        own = {}
+        for name in network.state_dict():
+            parts = name.split(".")
+            if parts[0] == "blocks":
+                parts.insert(2, choices[int(parts[1])])
+            key = ".".join(parts)
+            if key not in shared:
+                raise NASFrameError(f"the supernet has no weight {key!r}; was it built by a different {self.name!r} space?")
+            own[name] = shared[key]
+        network.load_state_dict(own)
+        return network.to(next(supernet.parameters()).device)
+
+    # ---- cost ------------------------------------------------------------------------------------
+    def flops(self, architecture: Architecture) -> int:
+        """Exact FLOPs of one image through ``architecture`` as ``FlopCounterMode`` counts them."""
+        choices = self.validate(architecture).choices
+        if self._fixed_flops is None:
+            shape = self.block_shapes[-1]
+            last = _out_size(shape[3], shape[2])
+            fixed = _count(self._stem(), (self.in_channels, self.image_size, self.image_size))
+            stem = _out_size(self.image_size, self.stem_stride)
+            fixed += _count(self._first(), (self.stem_channels, stem, stem))
+            fixed += _count(self._head(), (self.stage_channels[-1], last, last))
+            fixed += _count(self._final(), (self.head_channels, 1, 1))
+            fixed += _count(nn.Linear(self.final_channels, self.num_classes), (self.final_channels,))
+            self._fixed_flops = fixed
+        total = self._fixed_flops
+        for choice, (c_in, c_out, s, size) in zip(choices, self.block_shapes):
+            key = (choice, c_in, c_out, s, size)
+            if key not in self._block_flops:
+                self._block_flops[key] = _count(self._operation(choice, c_in, c_out, s), (c_in, size, size))
+            total += self._block_flops[key]
+        return total
+
+
+def _out_size(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1  # odd kernels with same padding
+
+
+def _count(module: nn.Module, shape: tuple) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module.eval()(torch.zeros(1, *shape))
+    return int(counter.get_total_flops())
