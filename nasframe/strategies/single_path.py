@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nasframe.errors import NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.step import SearchStep
 from nasframe.strategies.base import SearchStrategy, architectures_from_state, architectures_to_state
@@ -20,19 +21,40 @@ class SinglePathStrategy(SearchStrategy):
     Each step samples a path with ``propose``, lets ``before_loss`` adjust the step (teachers,
     term weights), updates the supernet's weights on that path, then calls ``after_step``. The base
     keeps the ``leaderboard_size`` paths with the best training-batch accuracy and returns the best
-    as the final architecture; subclasses (e.g. a prioritized-path board) override that.
+    as the final architecture; subclasses (e.g. a prioritized-path board) override that. With
+    ``flops_range`` (needs a space with ``flops(architecture)``) only paths inside it are sampled.
     """
 
     needs_supernet = True
 
-    def __init__(self, seed: int = 0, leaderboard_size: int = 10) -> None:
+    def __init__(self, seed: int = 0, leaderboard_size: int = 10, flops_range: tuple[float, float] | None = None,
+                 max_resample: int = 1000) -> None:
         super().__init__(seed)
+        if flops_range is not None and (len(flops_range) != 2 or not 0 <= flops_range[0] <= flops_range[1]):
+            raise NASFrameError(f"flops_range must be [low, high] with 0 <= low <= high, got {list(flops_range)}")
         self.leaderboard_size = leaderboard_size
+        self.flops_range = tuple(flops_range) if flops_range is not None else None
+        self.max_resample = max_resample
         self.leaderboard: list[tuple[float, Architecture]] = []
         self.last_architecture: Architecture | None = None
 
     def propose(self, nas: NASModule) -> Architecture:
-        return nas.hook.nasframe_sample_architecture(generator=self.generator)
+        """A uniform sample; with ``flops_range``, uniform among the paths inside it (rejection sampling)."""
+        for _ in range(self.max_resample):
+            architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
+            if self.within_flops_range(nas, architecture):
+                return architecture
+        raise NASFrameError(f"no path within flops_range {list(self.flops_range)} in {self.max_resample} samples; "
+                            "widen the range (the space's flops(architecture) gives the cost of a path)")
+
+    def within_flops_range(self, nas: NASModule, architecture: Architecture) -> bool:
+        if self.flops_range is None:
+            return True
+        flops = getattr(nas.search_space, "flops", None)
+        if flops is None:
+            raise NASFrameError(f"flops_range needs a search space with a flops(architecture) method; "
+                                f"{type(nas.search_space).__name__} has none")
+        return self.flops_range[0] <= flops(architecture) <= self.flops_range[1]
 
     def before_loss(self, nas: NASModule, step: SearchStep) -> None:
         """Hook for subclasses: fill ``step.extras`` / ``step.term_weights`` before the loss."""
