@@ -1,0 +1,225 @@
+"""Cream of the Crop: single-path supernet training where prioritized paths distil into the student."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from nasframe.errors import NASFrameError
+from nasframe.spaces.architecture import Architecture
+from nasframe.step import SearchStep
+from nasframe.strategies import SinglePathStrategy
+from nasframe_cream.board import BoardEntry, PrioritizedBoard
+from nasframe_cream.matching import MatchingNetwork
+
+if TYPE_CHECKING:
+    from nasframe.module import NASModule
+
+
+class CreamStrategy(SinglePathStrategy):
+    """Distilling prioritized paths for one-shot NAS (Peng et al., NeurIPS 2020).
+
+    Every step trains one uniformly sampled path (inside ``flops_range`` when given). After
+    ``warmup_steps`` the path competes for the prioritized board (its batch accuracy and FLOPs; see
+    ``PrioritizedBoard``), and, once the board holds paths, the matching network picks the board
+    path that best matches the student as its teacher. The loss is assembled by the objectives from
+    named terms: ``distillation`` (``nasframe.objectives.Distillation``, fed the teacher's logits
+    through ``step.extras["teacher_logits"]``) weighted rho/2 and ``cross_entropy`` weighted
+    (2 - rho)/2, i.e. [rho KD + (2 - rho) CE] / 2 with rho = sigmoid(matching score).
+
+    Every ``meta_every`` steps the matching network is meta-learned: a plain SGD step of the student
+    on one half of the batch is simulated with that loss (rho differentiable), and the cross-entropy
+    of the updated student on the other half is back-propagated through the simulated step (second
+    order) into the matching network, which an Adam optimizer (``meta_lr``) updates.
+
+    The final architecture is the best board path within ``flops_range``. Board, matching network,
+    step count and random generator are checkpoint state.
+
+    Args:
+        seed: seeds the path sampler.
+        flops_range: ``[low, high]`` FLOPs of the paths trained and returned (the space's ``flops``).
+        board_size: K, the number of prioritized paths.
+        margin: accuracy points (on the batch, in %) by which a path must beat the board's worst
+            to enter when it does not also have fewer FLOPs.
+        warmup_steps: plain single-path steps before paths may enter the board (and teach).
+        matching_images: images stored per board path for the matching network.
+        meta_every: U, steps between meta updates of the matching network (0 disables them).
+        meta_lr: Adam learning rate of the matching network.
+        inner_lr: learning rate of the simulated student step; default the weight optimizer's.
+    """
+
+    def __init__(self, seed: int = 0, flops_range: tuple[float, float] | None = None, board_size: int = 10,
+                 margin: float = 2.0, warmup_steps: int = 100, matching_images: int = 8, meta_every: int = 50,
+                 meta_lr: float = 1e-3, inner_lr: float | None = None, leaderboard_size: int = 10,
+                 max_resample: int = 1000) -> None:
+        super().__init__(seed, leaderboard_size=leaderboard_size, flops_range=flops_range, max_resample=max_resample)
+        for name, value, low in (("warmup_steps", warmup_steps, 0), ("matching_images", matching_images, 1),
+                                 ("meta_every", meta_every, 0)):
+            if value < low:
+                raise NASFrameError(f"CreamStrategy {name} must be >= {low}, got {value}")
+        self.board = PrioritizedBoard(board_size, margin)
+        self.warmup_steps = warmup_steps
+        self.matching_images = matching_images
+        self.meta_every = meta_every
+        self.meta_lr = meta_lr
+        self.inner_lr = inner_lr
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.matching: MatchingNetwork | None = None
+        self._teacher: int | None = None  # board index of this step's teacher
+
+    # ---- setup -----------------------------------------------------------------------------------
+    def setup(self, nas: NASModule) -> None:
+        num_classes = getattr(nas.search_space, "num_classes", None)
+        if num_classes is None:
+            raise NASFrameError(f"CreamStrategy needs a search space with a num_classes attribute; "
+                                f"{type(nas.search_space).__name__} has none")
+        self.matching = MatchingNetwork(self.matching_images, int(num_classes))
+        if nas.supernet is not None:
+            self.matching.to(next(nas.supernet.parameters()).device)
+
+    def configure_optimizers(self, nas: NASModule) -> dict[str, Any] | None:
+        return {"matching": torch.optim.Adam(self.matching.parameters(), lr=self.meta_lr)}
+
+    # ---- one step ------------------------------------------------------------------------------
+    def _flops(self, nas: NASModule, architecture: Architecture) -> float:
+        flops = getattr(nas.search_space, "flops", None)
+        return float(flops(architecture)) if flops is not None else 0.0
+
+    def _student_probs(self, nas: NASModule, architecture: Architecture) -> torch.Tensor:
+        """The student's softmax outputs on every board path's stored images: ``(K, m, C)``."""
+        inputs = torch.stack([e.inputs for e in self.board.entries])
+        logits = nas.supernet(inputs.flatten(0, 1), architecture)
+        return F.softmax(logits, dim=1).view(len(self.board), self.matching_images, -1)
+
+    def _board_probs(self) -> torch.Tensor:
+        return torch.stack([e.probs for e in self.board.entries])
+
+    def before_loss(self, nas: NASModule, step: SearchStep) -> None:
+        self._teacher = None
+        if int(self.steps) < self.warmup_steps or not len(self.board) or step.targets is None:
+            return
+        with torch.no_grad():
+            scores = self.matching(self._student_probs(nas, step.architecture), self._board_probs())
+            self._teacher = int(scores.argmax())
+            rho = float(torch.sigmoid(scores[self._teacher]))
+            teacher = self.board.entries[self._teacher].architecture
+            step.extras["teacher_logits"] = nas.supernet(step.views[0], teacher).detach()
+        step.extras["teacher_architecture"] = teacher
+        step.term_weights.update(distillation=rho / 2, cross_entropy=(2 - rho) / 2)
+        nas.log_metrics({"cream/rho": rho})
+
+    def after_step(self, nas: NASModule, step: SearchStep, loss: torch.Tensor) -> None:
+        super().after_step(nas, step, loss)  # the base leaderboard: a fallback before the board fills
+        self.steps += 1
+        accuracy = nas.batch_accuracy(step)
+        if accuracy is not None and int(self.steps) > self.warmup_steps:
+            index = torch.arange(self.matching_images, device=step.views[0].device) % step.batch_size
+            # the *new* path's own outputs are stored, not its teacher's
+            entry = BoardEntry(step.architecture, accuracy, self._flops(nas, step.architecture),
+                               step.views[0][index].detach().clone(), F.softmax(step.logits(0)[index].detach(), dim=1))
+            self.board.consider(entry)
+            nas.log_metrics({"cream/board_size": float(len(self.board)), "cream/board_best": self.board.entries[0].accuracy})
+        if self._teacher is not None and self.meta_every and int(self.steps) % self.meta_every == 0 and step.batch_size >= 2:
+            self.meta_update(nas, step)
+
+    # ---- meta learning of the matching network ---------------------------------------------------
+    def meta_update(self, nas: NASModule, step: SearchStep) -> float:
+        """One second-order update of the matching network on ``step``'s batch; returns the outer loss."""
+        supernet = nas.supernet
+        teacher = self.board.entries[self._teacher].architecture
+        half = step.batch_size // 2
+        x, y = step.views[0], step.targets
+        params = {name: p for name, p in supernet.named_parameters() if p.requires_grad}
+        # buffers are copied so that the simulated passes leave the BatchNorm statistics alone
+        buffers = {name: b.clone() for name, b in supernet.named_buffers()}
+        with torch.no_grad():
+            student_probs = self._student_probs(nas, step.architecture)
+            teacher_logits = supernet(x[:half], teacher)
+        scores = self.matching(student_probs, self._board_probs())
+        rho = torch.sigmoid(scores[self._teacher])
+
+        inner = SearchStep((x[:half], y[:half]), step.architecture, _Functional(supernet, {**params, **buffers}), "train",
+                           extras={"teacher_logits": teacher_logits},
+                           term_weights={"distillation": rho / 2, "cross_entropy": (2 - rho) / 2})
+        inner_loss = self._weighted_loss(nas, inner)
+        names = list(params)
+        grads = torch.autograd.grad(inner_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
+        lr = self.inner_lr if self.inner_lr is not None else nas.optimizer("weights").param_groups[0]["lr"]
+        updated = {n: params[n] - lr * g if g is not None else params[n] for n, g in zip(names, grads)}
+        outer_logits = _Functional(supernet, {**updated, **buffers})(x[half:], step.architecture)
+        labelled = y[half:] >= 0
+        if not bool(labelled.any()):
+            return float("nan")
+        outer_loss = F.cross_entropy(outer_logits[labelled], y[half:][labelled])
+
+        optimizer = nas.optimizer("matching")
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # the raw optimizer: global_step counts weight steps only
+        optimizer.zero_grad(set_to_none=True)
+        meta_grads = torch.autograd.grad(outer_loss, list(self.matching.parameters()), allow_unused=True)
+        for p, g in zip(self.matching.parameters(), meta_grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        optimizer.step()
+        nas.log_metrics({"cream/meta_loss": float(outer_loss.detach())})
+        return float(outer_loss.detach())
+
+    def _weighted_loss(self, nas: NASModule, step: SearchStep) -> torch.Tensor:
+        """The objectives' terms, weighted as ``NASModule.compute_loss`` does, without logging."""
+        total = 0.0
+        for contribution in nas.hook.nasframe_loss_terms(step=step):
+            for name, value in (contribution or {}).items():
+                total = total + step.term_weights.get(name, 1.0) * value
+        if not isinstance(total, torch.Tensor):
+            raise NASFrameError("no objective produced a loss for the meta step; CreamStrategy needs labels")
+        return total
+
+    # ---- decisions -------------------------------------------------------------------------------
+    def current_architecture(self, nas: NASModule) -> Architecture:
+        best = self.board.best(self.flops_range)
+        return best.architecture if best is not None else super().current_architecture(nas)
+
+    def final_architecture(self, nas: NASModule) -> Architecture:
+        return self.current_architecture(nas)
+
+    # ---- checkpoint ------------------------------------------------------------------------------
+    def search_state(self) -> dict[str, Any]:
+        return {**super().search_state(), "board": self.board.state()}
+
+    def load_search_state(self, state: dict[str, Any]) -> None:
+        super().load_search_state(state)
+        self.board.load_state(state["board"])
+
+
+class _Dispatch(nn.Module):
+    """Lets ``functional_call`` run the supernet's ``forward_features``/``forward_head`` with given tensors."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, arch: Any, part: str) -> torch.Tensor:
+        if part == "features":
+            return self.net.forward_features(x, arch)
+        if part == "head":
+            return self.net.forward_head(x)
+        return self.net(x, arch)
+
+
+class _Functional:
+    """The supernet with substituted parameters (the simulated student step), as ``SearchStep`` needs it."""
+
+    def __init__(self, supernet: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        self.module = _Dispatch(supernet)
+        self.tensors = {f"net.{name}": t for name, t in tensors.items()}
+
+    def forward_features(self, x: torch.Tensor, arch: Any) -> torch.Tensor:
+        return functional_call(self.module, self.tensors, (x, arch, "features"))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, self.tensors, (features, None, "head"))
+
+    def __call__(self, x: torch.Tensor, arch: Any) -> torch.Tensor:
+        return functional_call(self.module, self.tensors, (x, arch, "all"))
