@@ -187,6 +187,7 @@ class NASModule(LightningModule):
     def configure_optimizers(self) -> Any:
         weights = [p for name, p in self.named_parameters()
                    if not name.startswith("strategy.") and name != "_ddp_anchor" and p.requires_grad]
+        weights = weights if self.strategy.trains_weights else []
         configured: dict[str, Any] = {}
         if weights:
             factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4))

@@ -126,3 +126,26 @@ def test_search_state_survives_a_checkpoint(tmp_path):
     assert "strategy.RegularizedEvolution" in checkpoint["nasframe"]["state"]
     resumed, _ = run(30, ckpt_path=str(tmp_path / "mid.ckpt"))
     assert resumed.history == full.history and resumed.population == full.population
+
+
+def test_weight_sharing_evaluator_scores_paths_with_a_trained_supernet(tmp_path):
+    trained = NASModule(tiny_space(), SinglePathStrategy(), export_dir=str(tmp_path / "e1"))
+    trainer = tiny_trainer(tmp_path, max_steps=8)
+    trainer.fit(trained, datamodule=tiny_data())
+    trainer.save_checkpoint(tmp_path / "supernet.ckpt")
+
+    from nasframe.evaluators import WeightSharingEvaluator
+
+    strategy = RandomSearch(WeightSharingEvaluator(checkpoint=str(tmp_path / "supernet.ckpt")), budget=6, candidates_per_step=3)
+    search = NASModule(tiny_space(), strategy, export_dir=str(tmp_path / "e2"))
+    assert search.supernet is not None, "a weight-sharing evaluator makes the module build the supernet"
+    search_trainer = tiny_trainer(tmp_path, max_steps=10)
+    search_trainer.fit(search, datamodule=tiny_data())
+    assert search_trainer.global_step == 2, "each search step counts once, with no weight optimizer"
+    for name, value in trained.supernet.state_dict().items():
+        torch.testing.assert_close(search.supernet.state_dict()[name], value)
+    scores = [s for _, s in strategy.history]
+    assert len(scores) == 6 and all(0.0 <= s <= 100.0 for s in scores)
+    # the export carries the supernet's weights for the chosen path (weight preserving)
+    torch.testing.assert_close(load_model(tmp_path / "e2")(torch.ones(2, 1, 8, 8)),
+                               search.final_network(search.final_architecture)(torch.ones(2, 1, 8, 8)))

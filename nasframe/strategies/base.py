@@ -29,6 +29,8 @@ class SearchStrategy(nn.Module):
 
     #: whether the module must build the space's supernet for this strategy
     needs_supernet: ClassVar[bool] = False
+    #: whether the strategy steps the module's "weights" optimizer (supernet and objective heads)
+    trains_weights: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()

@@ -25,6 +25,8 @@ class SampleBasedStrategy(SearchStrategy):
     otherwise. ``history`` (architectures and scores, in order) is checkpoint state.
     """
 
+    trains_weights = False  # a supernet, if any, only serves the evaluator
+
     def __init__(self, evaluator: Evaluator, budget: int = 100, seed: int = 0) -> None:
         super().__init__(seed)
         self.evaluator = evaluator
