@@ -1,0 +1,70 @@
+"""``EpsinasEvaluator``: the epsinas score as an evaluator for any sample-based strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from nasframe.errors import NASFrameError
+from nasframe.evaluators.base import Evaluator
+from nasframe.spaces.architecture import Architecture
+from nasframe.step import split_batch
+from nasframe_epsinas.score import EpsinasScorer, check_options
+
+
+class EpsinasEvaluator(Evaluator):
+    """Scores candidates with epsinas on one fixed, unlabelled batch (labels are ignored).
+
+    The batch is the first one the evaluator sees (its first view, truncated to ``batch_size``
+    images when set), or one given with ``set_batch``. Every candidate of the search is scored on that
+    same batch, so scores are comparable across steps. NaN marks an architecture whose output does
+    not depend on its input (constant output); the strategy ranks only finite scores.
+
+    Args: see ``EpsinasScorer`` (``constants``, ``dtype``, ``width``, ``width_arg``, ``verify_samples``,
+    ``use_supernet``); ``batch_size``: images of the fixed batch (``None``: the whole first batch).
+    """
+
+    def __init__(self, constants: Sequence[float] = (1e-7, 1.0), dtype: str = "float64", width: int | None = 1,
+                 width_arg: str = "channels", verify_samples: int = 8, use_supernet: bool = True,
+                 batch_size: int | None = None) -> None:
+        super().__init__()
+        if batch_size is not None and batch_size < 2:
+            raise NASFrameError(f"EpsinasEvaluator batch_size must be at least 2 (min-max normalisation), got {batch_size}")
+        check_options(constants, dtype, width)
+        self.options = dict(constants=tuple(constants), dtype=dtype, width=width, width_arg=width_arg,
+                            verify_samples=verify_samples, use_supernet=use_supernet)
+        self.batch_size = batch_size
+        self.batch: torch.Tensor | None = None
+        self.scorer: EpsinasScorer | None = None
+        self.nan_count = 0
+
+    def set_batch(self, batch: Any) -> None:
+        """Fix the batch every candidate is scored on (images, or ``(images, labels)``)."""
+        views, _ = split_batch(batch)
+        inputs = views[0]
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2:
+            raise NASFrameError("EpsinasEvaluator needs a batch of image tensors; got "
+                                f"{type(inputs).__name__}. Give the search a datamodule (data:) with unaugmented images")
+        inputs = inputs[: self.batch_size] if self.batch_size else inputs
+        if len(inputs) < 2:
+            raise NASFrameError(f"EpsinasEvaluator needs at least 2 images in its batch, got {len(inputs)}")
+        self.batch = inputs.detach().cpu()
+
+    def scorer_for(self, space: Any) -> EpsinasScorer:
+        if self.scorer is None or self.scorer.space is not space:
+            self.scorer = EpsinasScorer(space, **self.options)
+        return self.scorer
+
+    def score(self, nas: Any, architectures: list[Architecture], batch: Any) -> torch.Tensor:
+        if self.batch is None:
+            self.set_batch(batch)
+        scores = self.scorer_for(nas.search_space).score_many(architectures, self.batch)
+        nans = int(scores.isnan().sum())
+        if nans:
+            self.nan_count += nans
+            rank_zero_info(f"epsinas: {nans} of {len(architectures)} architectures have a constant output (NaN score; "
+                           f"{self.nan_count} so far)")
+        return scores

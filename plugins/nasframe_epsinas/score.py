@@ -1,0 +1,247 @@
+"""The epsinas score: two constant shared-weight initialisations, one unlabelled batch, no gradients.
+
+``epsinas_score`` is the paper's formula on two output vectors. ``EpsinasScorer`` produces those
+vectors for architectures of any search space: every weight tensor (conv, linear, normalisation
+gamma) holds the constant, every bias is 0, BatchNorm uses batch statistics, and the head gives one
+scalar per sample.
+
+Two numerical facts shape the scorer (measured on NAS-Bench-201, see benchmarks/epsinas_nb201.py):
+
+* **float32 underflows.** With w = 1e-7 a conv-BN pair scales activations by ~w^2 * fan_in / sqrt(eps)
+  (~5e-10, since BN's eps dwarfs the batch variance), so an architecture whose every path crosses a
+  convolution in each cell ends below 1e-38 and its output is exactly 0: NaN score. The exponent
+  range of float64 (1e-308) holds every NAS-Bench-201 architecture, so the scorer computes in float64.
+* **Constant weights make every channel equal.** A convolution whose weights are all ``c`` gives each
+  output channel ``c * sum over input channels`` of the window; per-channel BN, ReLU, pooling and
+  sums keep equal channels equal. So a copy of the network with ``width`` channels computes the same
+  numbers when each weight is scaled by (full fan-in channels / narrow fan-in channels). That makes
+  float64 cheaper than the full-width float32 forward. ``verify_samples`` checks the equivalence
+  against the full-width network on the first architecture, so a space where it does not hold fails
+  loudly instead of scoring wrongly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from nasframe.errors import NASFrameError
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.base import SearchSpace
+
+__all__ = ["DTYPES", "EpsinasScorer", "check_options", "epsinas_score", "fan_in_ratios", "normalise"]
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def normalise(outputs: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each row to [0, 1] (in float64); exact zeros become NaN (missing).
+
+    A constant row (max == min) or one holding inf/NaN becomes all NaN."""
+    y = outputs.double()
+    low, high = y.amin(-1, keepdim=True), y.amax(-1, keepdim=True)
+    z = (y - low) / (high - low)
+    bad = ~torch.isfinite(y).all(-1, keepdim=True) | (high == low)
+    return z.masked_fill((z == 0) | bad, math.nan)
+
+
+def epsinas_score(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """eps = mean_i |y1'_i - y2'_i| / mean(y1' and y2'), missing values ignored (higher is better).
+
+    ``first``/``second``: one scalar output per sample under the two constants (shape ``(B,)``, or
+    ``(..., B)`` to score several at once). NaN where either output is constant or not finite."""
+    if first.shape != second.shape:
+        raise ValueError(f"the two output vectors must have the same shape, got {tuple(first.shape)} and {tuple(second.shape)}")
+    z = normalise(torch.stack([first, second]))
+    score = (z[0] - z[1]).abs().nanmean(-1) / torch.cat([z[0], z[1]], -1).nanmean(-1)
+    return score.masked_fill(z.isnan().all(-1).any(0), math.nan)  # a constant output is NaN, never a score
+
+
+class _Network:
+    """A scoring network with its weight tensors and fan-in multipliers, filled in place per constant."""
+
+    def __init__(self, network: nn.Module, multipliers: dict[str, float], head_multiplier: float, dtype: torch.dtype) -> None:
+        self.module = network.to(dtype).eval().requires_grad_(False)
+        params = dict(self.module.named_parameters())
+        self.weights = [(p, multipliers.get(name, 1.0)) for name, p in params.items() if name.endswith("weight")]
+        for name, p in params.items():
+            if not name.endswith("weight"):
+                p.zero_()  # biases and BN beta: 0, once
+        for m in self.module.modules():
+            if isinstance(m, _BatchNorm):  # batch statistics, whatever the space was configured with
+                m.track_running_stats, m.running_mean, m.running_var, m.num_batches_tracked = False, None, None, None
+        self.head_multiplier = head_multiplier
+        self.constant: float | None = None
+
+    def fill(self, constant: float) -> None:
+        if self.constant != constant:
+            for p, multiplier in self.weights:
+                p.fill_(constant * multiplier)
+            self.constant = constant
+
+    def output(self, inputs: torch.Tensor, constant: float, architecture: Architecture | None) -> torch.Tensor:
+        """One scalar per sample: a single-output linear head with weight ``constant`` and bias 0."""
+        self.fill(constant)
+        features = self.module.forward_features(inputs) if architecture is None else self.module.forward_features(inputs, architecture)
+        return features.flatten(1).sum(1) * (constant * self.head_multiplier)
+
+
+class EpsinasScorer:
+    """Scores architectures of ``space`` with the epsinas proxy.
+
+    Args:
+        space: the search space; its networks need ``forward_features`` (the core's network contract).
+        constants: the two weight values (NAS-Bench-201: 1e-7 and 1; NAS-Bench-101: 1e-4 and 10).
+        dtype: ``"float64"`` (default: finite wherever the output depends on the input) or
+            ``"float32"`` (the original computation; collapses to NaN for many good architectures).
+        width: score on a copy of the space with this many channels (``width_arg``); exactly
+            equivalent for constant weights (see the module docstring). ``None``: full width.
+        width_arg: the space's init argument holding its width.
+        verify_samples: on the first architecture, compare the narrow outputs with the full-width
+            network's on this many images (0 skips the check).
+        use_supernet: build the space's supernet once per constant and run each architecture's path,
+            instead of building a network per architecture (falls back when the space has none).
+        flush_denormal: flush subnormal numbers to zero while scoring; they only arise in the batch
+            variance of tiny activations, where BN's eps dwarfs them, and are ~100x slower on CPU.
+    """
+
+    def __init__(self, space: SearchSpace, constants: Sequence[float] = (1e-7, 1.0), dtype: str = "float64",
+                 width: int | None = 1, width_arg: str = "channels", verify_samples: int = 8, use_supernet: bool = True,
+                 flush_denormal: bool = True) -> None:
+        check_options(constants, dtype, width)
+        self.space = space
+        self.constants = (float(constants[0]), float(constants[1]))
+        self.dtype = DTYPES[dtype]
+        self.verify_samples = verify_samples
+        self.flush_denormal = flush_denormal
+        self.narrow_space = self._narrow(space, width, width_arg)
+        self._supernets: list[_Network] | None = None
+        self._use_supernet = use_supernet
+        self._verified = self.narrow_space is space or verify_samples <= 0
+        self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @staticmethod
+    def _narrow(space: SearchSpace, width: int | None, width_arg: str) -> SearchSpace:
+        if width is None:
+            return space
+        init_args = dict(space.config()["init_args"])
+        if width_arg not in inspect.signature(type(space).__init__).parameters:
+            accepted = [p for p in inspect.signature(type(space).__init__).parameters if p != "self"]
+            raise NASFrameError(f"epsinas width_arg {width_arg!r} is not an argument of {type(space).__name__}; "
+                                f"accepted: {accepted}, or set width: null to score at full width")
+        if init_args.get(width_arg, width + 1) <= width:
+            return space
+        return type(space)(**{**init_args, width_arg: width})
+
+    # ---- networks -------------------------------------------------------------------------------
+    def _wrap(self, build: Any, architecture: Architecture | None) -> _Network:
+        narrow = build(self.narrow_space)
+        if self.narrow_space is self.space:
+            return _Network(narrow, {}, 1.0, self.dtype)
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            full = build(self.space)
+        return _Network(narrow, fan_in_ratios(full, narrow), _feature_dim(full) / _feature_dim(narrow), self.dtype)
+
+    def _networks(self, architecture: Architecture) -> tuple[list[_Network], bool]:
+        """The networks for the two constants and whether they take ``architecture`` as a path."""
+        if self._use_supernet and self._supernets is None:
+            try:
+                self._supernets = [self._wrap(lambda s: s.supernet(), None) for _ in self.constants]
+            except NASFrameError:  # the space has no supernet: build each architecture instead
+                self._use_supernet = False
+        if self._use_supernet:
+            return self._supernets, True
+        network = self._wrap(lambda s: s.build(architecture), architecture)
+        return [network, network], False  # one network, refilled in place for the second constant
+
+    # ---- scoring ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _numerics(self) -> Iterator[None]:
+        flushed = self.flush_denormal and torch.set_flush_denormal(True)
+        try:
+            # oneDNN is slower than ATen's own kernels on the few-channel narrow convolutions
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*oneDNN.*")  # torch warns on every flags() call
+                with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=self.narrow_space is self.space):
+                    yield
+        finally:
+            if flushed:
+                torch.set_flush_denormal(False)
+
+    def _cast(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self._inputs is None or self._inputs[0] is not inputs:  # cast a fixed batch once
+            self._inputs = (inputs, inputs.detach().to("cpu", self.dtype).contiguous())
+        return self._inputs[1]
+
+    def outputs(self, architecture: Architecture, inputs: torch.Tensor) -> torch.Tensor:
+        """The ``(2, B)`` scalar outputs of ``architecture`` on ``inputs`` under the two constants."""
+        architecture = self.space.validate(architecture)
+        x = self._cast(inputs)
+        with self._numerics():
+            networks, by_path = self._networks(architecture)
+            path = architecture if by_path else None
+            result = torch.stack([net.output(x, c, path) for net, c in zip(networks, self.constants)])
+            if not self._verified:
+                self._verify(architecture, x, networks, path)
+        return result
+
+    def score(self, architecture: Architecture, inputs: torch.Tensor) -> float:
+        return float(epsinas_score(*self.outputs(architecture, inputs)))
+
+    def score_many(self, architectures: Sequence[Architecture], inputs: torch.Tensor) -> torch.Tensor:
+        """Scores in float64, NaN where the output is constant."""
+        return torch.tensor([self.score(a, inputs) for a in architectures], dtype=torch.float64)
+
+    def _verify(self, architecture: Architecture, x: torch.Tensor, networks: list[_Network], path: Any) -> None:
+        sample = x[: self.verify_samples]
+        full = _Network(self.space.build(architecture), {}, 1.0, self.dtype)
+        with torch.backends.mkldnn.flags(enabled=True):
+            expected = torch.stack([full.output(sample, c, None) for c in self.constants])
+        got = torch.stack([net.output(sample, c, path) for net, c in zip(networks, self.constants)])
+        if not torch.allclose(got, expected, rtol=1e-6, atol=0.0):
+            raise NASFrameError(
+                f"epsinas: the width-reduced network of {type(self.space).__name__} does not reproduce the full network "
+                f"(max relative difference {float(((got - expected).abs() / expected.abs()).nanmax()):.3g}); its layers "
+                "do not keep equal channels equal under constant weights. Set width: null to score at full width.")
+        self._verified = True
+
+
+def check_options(constants: Sequence[float], dtype: str, width: int | None) -> None:
+    """Fail on user input before any work, naming the option and what it accepts."""
+    if len(constants) != 2 or not all(isinstance(c, (int, float)) and math.isfinite(c) and c > 0 for c in constants):
+        raise NASFrameError(f"epsinas constants must be two positive finite numbers, got {list(constants)}")
+    if constants[0] == constants[1]:
+        raise NASFrameError(f"epsinas constants must differ, got {list(constants)}")
+    if dtype not in DTYPES:
+        raise NASFrameError(f"epsinas dtype {dtype!r} is not supported; accepted: {list(DTYPES)}")
+    if width is not None and width < 1:
+        raise NASFrameError(f"epsinas width must be a positive number of channels or null (full width), got {width}")
+
+
+def fan_in_ratios(full: nn.Module, narrow: nn.Module) -> dict[str, float]:
+    """For each weight with an input-channel dimension (conv, linear), full / narrow fan-in channels."""
+    full_params = dict(full.named_parameters())
+    ratios = {}
+    for name, p in narrow.named_parameters():
+        if name not in full_params:
+            raise NASFrameError(f"epsinas: the width-reduced network has parameter {name!r} that the full one lacks; "
+                                "set width: null to score at full width")
+        if name.endswith("weight") and p.dim() >= 2:
+            ratios[name] = full_params[name].shape[1] / p.shape[1]
+    return ratios
+
+
+def _feature_dim(network: nn.Module) -> int:
+    dim = getattr(network, "feature_dim", None)
+    if dim is None:
+        raise NASFrameError(f"epsinas width reduction needs the network's feature_dim attribute; {type(network).__name__} "
+                            "has none. Set width: null to score at full width")
+    return int(dim)
