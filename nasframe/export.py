@@ -10,10 +10,12 @@ directory that looks complete.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,14 @@ ARCHITECTURE_FILE = "architecture.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class Exporter:
+class Exporter(ABC):
     """Writes files for the final model through the ``nasframe_export`` hook."""
 
     @hookimpl(specname="nasframe_export")
+    @abstractmethod
     def export(self, architecture: Architecture, network: nn.Module, search_space: SearchSpace, directory: Path,
                example_input: torch.Tensor | None) -> list[str]:
-        raise NotImplementedError  # each exporter below overrides this
+        """Write files into ``directory`` and return their names."""
 
 
 class SafetensorsExporter(Exporter):

@@ -39,9 +39,10 @@ hookimpl = pluggy.HookimplMarker("nasframe")
 # --------------------------------------------------------------------------------------------
 @hookspec
 def nasframe_setup(nas: NASModule) -> None:
-    """Called once per process from ``NASModule.setup`` after every plugin is registered and before
-    the first step. Plugins keep references they need (``nas.search_space``, ``nas.supernet``).
-    Collecting; return value ignored."""
+    """Called once per process at the end of ``NASModule.__init__``, after every plugin is registered
+    and the supernet (if any) is built, so that parameters created here exist before optimizers are
+    configured and checkpoints are restored. Plugins keep references they need
+    (``nas.search_space``, ``nas.supernet``). Collecting; return value ignored."""
 
 
 @hookspec

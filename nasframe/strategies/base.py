@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from nasframe.module import NASModule
 
 
-class SearchStrategy(nn.Module):
+class SearchStrategy(nn.Module, ABC):
     """Decides which architectures the search looks at and which one it returns.
 
     An ``nn.Module``: parameters and buffers (architecture parameters, predictors) are saved in the
@@ -47,8 +48,9 @@ class SearchStrategy(nn.Module):
         return None
 
     @hookimpl(specname="nasframe_search_step")
+    @abstractmethod
     def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> Any:
-        raise NotImplementedError  # every concrete strategy overrides this; the bases below do
+        """One training step of the search (see the ``nasframe_search_step`` hook)."""
 
     @hookimpl(specname="nasframe_current_architecture")
     def current_architecture(self, nas: NASModule) -> Architecture | None:
