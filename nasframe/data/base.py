@@ -74,6 +74,8 @@ class NASDataModule(LightningDataModule, ABC):
         eval_transform: applied to each validation image; default: normalise only.
         limit_train: keep only the first N training images (after the seeded shuffle); 0 keeps all.
         shuffle: shuffle the training loaders (seeded by ``seed``).
+        drop_unlabelled: keep only the labelled training images (few-label fine-tuning trains on
+            those alone, in full batches); the unlabelled ones are still drawn as above.
     """
 
     mean: tuple[float, ...] = (0.5,)
@@ -81,7 +83,8 @@ class NASDataModule(LightningDataModule, ABC):
 
     def __init__(self, batch_size: int = 64, label_fraction: float = 1.0, architecture_split: float = 0.0,
                  train_transform: Callable | None = None, eval_transform: Callable | None = None, limit_train: int = 0,
-                 shuffle: bool = True, num_workers: int = 0, seed: int = 0) -> None:
+                 shuffle: bool = True, num_workers: int = 0, seed: int = 0,
+                 drop_unlabelled: bool = False) -> None:
         super().__init__()
         if not 0.0 <= label_fraction <= 1.0:
             raise DataError(f"label_fraction must be in [0, 1], got {label_fraction}")
@@ -96,6 +99,7 @@ class NASDataModule(LightningDataModule, ABC):
         self.shuffle = shuffle
         self.num_workers = num_workers
         self.seed = seed
+        self.drop_unlabelled = drop_unlabelled
         self._splits: dict[str, ImageArrayDataset] | None = None
 
     @abstractmethod
@@ -118,6 +122,8 @@ class NASDataModule(LightningDataModule, ABC):
         x_train, y_train = x_train[order], np.array(y_train[order], dtype=np.int64)
         unlabelled = np.random.default_rng(self.seed + 1).permutation(len(y_train))[: round(len(y_train) * (1 - self.label_fraction))]
         y_train[unlabelled] = -1
+        if self.drop_unlabelled:
+            x_train, y_train = x_train[y_train >= 0], y_train[y_train >= 0]
         n_arch = int(round(len(x_train) * self.architecture_split))
         make = lambda x, y, t: ImageArrayDataset(x, y, self.mean, self.std, t)  # noqa: E731
         self._splits = {"train": make(x_train[n_arch:], y_train[n_arch:], self.train_transform),
