@@ -20,17 +20,22 @@ class Schedule:
             raise ValueError(f"schedule fractions need warmup >= 0, search >= 0 and warmup + search <= 1; "
                              f"got warmup={self.warmup}, search={self.search}")
 
+    def bounds(self, total: int) -> tuple[int, int]:
+        """First weight step of the search and of the pruning phase (rounded, so 0.2 + 0.4 of 100 is 60)."""
+        return round(self.warmup * total), round((self.warmup + self.search) * total)
+
     def phase(self, step: int, total: int) -> str:
-        if step < self.warmup * total:
+        search_start, prune_start = self.bounds(total)
+        if step < search_start:
             return "warmup"
-        if step < (self.warmup + self.search) * total or self.warmup + self.search >= 1.0:
+        if step < prune_start or prune_start >= total:
             return "search"
         return "prune"
 
     def frozen_cells(self, step: int, total: int, cells: int) -> int:
         """How many cells are frozen at weight step ``step`` of ``total``."""
-        start = (self.warmup + self.search) * total
-        if self.warmup + self.search >= 1.0 or step < start:
+        start = self.bounds(total)[1]
+        if start >= total or step < start:
             return 0
         length = max(total - start, 1e-9)
         return min(cells, math.floor((step - start) * cells / length) + 1)
