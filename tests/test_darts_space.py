@@ -10,6 +10,17 @@ from nasframe.export import SafetensorsExporter
 from nasframe.spaces.darts import EDGE_INDEX, EDGES, OPERATIONS, DARTSSpace, PathWeights, reduction_indices
 
 
+
+@pytest.fixture(autouse=True)
+def _small_kernels():
+    """oneDNN spends seconds building kernels for each new small convolution; the native ones suit
+    these tiny networks (restored after each test)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = enabled
+
+
 def tiny(**overrides) -> DARTSSpace:
     return DARTSSpace(**{"cells": 3, "channels": 2, "stem_multiplier": 2, "in_channels": 1, "image_size": 8, **overrides})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from nasframe import load_model
@@ -13,6 +14,17 @@ from nasframe.spaces.darts import DARTSSpace
 from nasframe_sswp import Schedule, SSWPStrategy, binary_gates, rescale_, single_paths
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+
+@pytest.fixture(autouse=True)
+def _small_kernels():
+    """oneDNN spends seconds building kernels for each new small convolution; the native ones suit
+    these tiny networks (restored after each test)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = enabled
 
 
 def tiny() -> DARTSSpace:
@@ -120,8 +132,8 @@ def test_search_state_round_trips(tmp_path):
 def cli_search(tmp_path, *extra: str) -> Path:
     export = tmp_path / "export"
     main(["fit", "--config", str(ROOT / "examples" / "sswp_darts_digits.yaml"), "--trainer.max_epochs=1",
-          "--trainer.limit_train_batches=6", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-          "--trainer.enable_checkpointing=false", "--data.init_args.batch_size=16", "--data.init_args.limit_train=192",
+          "--trainer.limit_train_batches=5", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+          "--trainer.enable_checkpointing=false", "--data.init_args.batch_size=8", "--data.init_args.limit_train=192",
           "--model.init_args.search_space.init_args.channels=2", "--model.init_args.strategy.init_args.architecture_every=2",
           f"--model.init_args.export_dir={export}", *extra])
     return export
