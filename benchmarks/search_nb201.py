@@ -1,0 +1,195 @@
+"""Search on the NAS-Bench-201 table: random search, regularized evolution, SemiNAS, SemiNAS with M = 0.
+
+For every query budget and seed, the true test accuracy of the architecture each strategy itself
+returns (the best architecture it evaluated, which is every strategy's final answer here), on
+CIFAR-10 and CIFAR-100. Prints a table of mean +- std, writes benchmarks/results/search_nb201.json
+and a PNG of accuracy against queries.
+
+    nice python benchmarks/search_nb201.py [--seeds 30] [--budgets 50 100 200 400] [--workers 2]
+
+No strategy's schedule depends on its budget (SemiNAS's iteration sizes grow with the number
+evaluated so far, not with the budget), so a budget-B search is exactly the first B evaluations of
+a longer search with the same seed: each (strategy, seed) runs once at the largest budget and
+budget B reads the best of its first B queries. ``--verify`` re-runs seed 0 at the smaller budgets
+separately and checks that the answers agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_test_accuracy.csv"
+OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51}
+STRATEGIES = ("random", "evolution", "seminas", "seminas_m0")
+LABELS = {"random": "random search", "evolution": "regularized evolution", "seminas": "SemiNAS",
+          "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)"}
+
+_BENCHMARK = None
+
+
+def _init_worker(table: str) -> None:
+    global _BENCHMARK
+    os.nice(5)
+    torch.set_num_threads(1)
+    from nasframe.tabular import NB201Benchmark
+    _BENCHMARK = NB201Benchmark(table)
+
+
+def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
+    from nasframe.evaluators import TabularEvaluator
+    from nasframe.strategies import RandomSearch, RegularizedEvolution
+    from nasframe_seminas import SemiNAS
+
+    evaluator = TabularEvaluator(_BENCHMARK, metric=metric)
+    if name == "random":
+        return RandomSearch(evaluator, budget=budget, candidates_per_step=10, seed=seed)
+    if name == "evolution":
+        return RegularizedEvolution(evaluator, budget=budget, population_size=20, sample_size=5, seed=seed)
+    if name == "seminas":
+        return SemiNAS(evaluator, budget=budget, seed=seed)
+    if name == "seminas_m0":
+        return SemiNAS(evaluator, budget=budget, unlabelled=0, seed=seed)
+    raise ValueError(f"unknown strategy {name!r}; accepted: {list(STRATEGIES)}")
+
+
+def run_one(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
+    """One search at the largest budget; the true accuracy of the answer at every budget."""
+    from nasframe.spaces.nb201 import NB201Space
+    from nasframe_seminas import run_search
+
+    dataset, name, seed, budgets = task
+    metric = f"{dataset}_test_acc"
+    start = time.perf_counter()
+    strategy = make_strategy(name, metric, max(budgets), seed)
+    final = run_search(NB201Space(), strategy)
+    seconds = time.perf_counter() - start
+    assert final == strategy.best()
+    accuracy = {}
+    for budget in budgets:
+        answer = strategy.best(strategy.history[:budget])  # what a budget-`budget` run returns
+        accuracy[str(budget)] = _BENCHMARK.query(answer, metric)
+    result = {"dataset": dataset, "strategy": name, "seed": seed, "accuracy": accuracy, "seconds": seconds,
+              "queries": len(strategy.history)}
+    if hasattr(strategy, "counts"):
+        result["counts"] = dict(strategy.counts)
+    return result
+
+
+def verify(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
+    """Run seed ``task`` separately at each smaller budget: its answer must equal the prefix's."""
+    from nasframe.spaces.nb201 import NB201Space
+    from nasframe_seminas import run_search
+
+    dataset, name, seed, budgets = task
+    metric = f"{dataset}_test_acc"
+    got = {}
+    for budget in budgets:
+        strategy = make_strategy(name, metric, budget, seed)
+        got[str(budget)] = _BENCHMARK.query(run_search(NB201Space(), strategy), metric)
+    return {"dataset": dataset, "strategy": name, "seed": seed, "separate": got}
+
+
+def summarize(results: list[dict[str, Any]], datasets: list[str], strategies: list[str], budgets: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for dataset in datasets:
+        for name in strategies:
+            rows = [r for r in results if r["dataset"] == dataset and r["strategy"] == name]
+            for budget in budgets:
+                values = [r["accuracy"][str(budget)] for r in rows]
+                summary.setdefault(dataset, {}).setdefault(name, {})[str(budget)] = {
+                    "mean": statistics.mean(values), "std": statistics.pstdev(values), "n": len(values),
+                    "hit_optimum": sum(v >= OPTIMUM[dataset] - 0.005 for v in values)}
+            summary[dataset][name]["seconds_per_run"] = statistics.mean(r["seconds"] for r in rows)
+    return summary
+
+
+def print_table(summary: dict[str, Any], budgets: list[int]) -> None:
+    for dataset, by_strategy in summary.items():
+        print(f"\nNAS-Bench-201 {dataset}: true test accuracy (%) of the returned architecture, mean +- std "
+              f"(optimum {OPTIMUM[dataset]})")
+        print(f"{'strategy':34}" + "".join(f"{b:>17}" for b in budgets) + f"{'s/run':>8}")
+        for name, by_budget in by_strategy.items():
+            cells = "".join(f"{by_budget[str(b)]['mean']:>10.2f} +-{by_budget[str(b)]['std']:5.2f}" for b in budgets)
+            print(f"{LABELS[name]:34}{cells}{by_budget['seconds_per_run']:8.1f}")
+
+
+def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(summary), figsize=(6 * len(summary), 4.5), squeeze=False)
+    for axis, (dataset, by_strategy) in zip(axes[0], summary.items()):
+        for name, by_budget in by_strategy.items():
+            means = [by_budget[str(b)]["mean"] for b in budgets]
+            stds = [by_budget[str(b)]["std"] for b in budgets]
+            axis.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=LABELS[name])
+        axis.axhline(OPTIMUM[dataset], color="gray", linestyle=":", label=f"optimum {OPTIMUM[dataset]}")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(budgets, [str(b) for b in budgets])
+        axis.set_xlabel("queries (distinct architectures evaluated)")
+        axis.set_ylabel("test accuracy of the returned architecture (%)")
+        axis.set_title(f"NAS-Bench-201 {dataset}")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--datasets", nargs="+", default=["cifar10", "cifar100"], choices=list(OPTIMUM))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--table", default=str(TABLE))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_nb201.json"))
+    parser.add_argument("--verify", action="store_true", help="re-run seed 0 at each budget separately and compare")
+    args = parser.parse_args(argv)
+    if not Path(args.table).is_file():
+        sys.exit(f"NAS-Bench-201 table {args.table!r} not found; pass --table")
+    budgets = sorted(set(args.budgets))
+    # the long SemiNAS runs first, so that the workers finish together
+    tasks = [(d, s, seed, budgets) for s in sorted(args.strategies, key=lambda s: not s.startswith("seminas"))
+             for d in args.datasets for seed in range(args.seeds)]
+    start = time.perf_counter()
+    results = []
+    with multiprocessing.get_context("spawn").Pool(args.workers, _init_worker, (args.table,)) as pool:
+        for i, result in enumerate(pool.imap_unordered(run_one, tasks), 1):
+            results.append(result)
+            print(f"[{i}/{len(tasks)} {time.perf_counter() - start:6.0f}s] {result['dataset']} {result['strategy']} "
+                  f"seed {result['seed']}: {result['accuracy']}", flush=True)
+        checks = pool.map(verify, [(d, s, 0, budgets) for s in args.strategies for d in args.datasets]) if args.verify else []
+    results.sort(key=lambda r: (r["dataset"], r["strategy"], r["seed"]))
+    summary = summarize(results, args.datasets, args.strategies, budgets)
+    print_table(summary, budgets)
+    mismatches = []
+    for check in checks:
+        prefix = next(r for r in results if (r["dataset"], r["strategy"], r["seed"]) == (check["dataset"], check["strategy"], 0))
+        if any(not math.isclose(prefix["accuracy"][b], v) for b, v in check["separate"].items()):
+            mismatches.append(check)
+    if args.verify:
+        print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"budgets": budgets, "seeds": args.seeds, "optimum": OPTIMUM, "summary": summary,
+                               "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
+                               "seconds": time.perf_counter() - start}, indent=1))
+    plot(summary, budgets, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

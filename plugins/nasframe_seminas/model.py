@@ -1,0 +1,122 @@
+"""The SemiNAS encoder-predictor-decoder, its joint loss, its training loop and the embedding move."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasframe_seminas.decoder import AttentionDecoder
+from nasframe_seminas.encoder import SequenceEncoder
+from nasframe_seminas.predictor import Predictor
+
+
+class SemiNASModel(nn.Module):
+    """Encoder, predictor and decoder sharing one embedding (NAO's auto-encoder with a predictor).
+
+    Args:
+        vocabulary_size, token_ranges: the space's token view (``vocabulary_size()``,
+            ``token_range(i)`` for every position).
+        hidden_size: token-output and embedding width (64 in the paper).
+        encoder_layers: LSTM layers of the encoder.
+        mlp_layers: hidden widths of the predictor MLP.
+        trade_off: weight of the prediction MSE in the joint loss; the reconstruction NLL gets
+            ``1 - trade_off`` (the paper: 0.8 / 0.2).
+    """
+
+    def __init__(self, vocabulary_size: int, token_ranges: Sequence[range], hidden_size: int = 64, encoder_layers: int = 1,
+                 mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8) -> None:
+        super().__init__()
+        if not 0.0 <= trade_off <= 1.0:
+            raise ValueError(f"trade_off must be in [0, 1], got {trade_off}")
+        self.trade_off = trade_off
+        self.encoder = SequenceEncoder(vocabulary_size, hidden_size, encoder_layers)
+        self.predictor = Predictor(hidden_size, mlp_layers)
+        self.decoder = AttentionDecoder(vocabulary_size, token_ranges, hidden_size)
+
+    @classmethod
+    def for_space(cls, space: Any, **kwargs: Any) -> SemiNASModel:
+        """Size the model from a search space's token view (any space implementing it)."""
+        length = len(space.token_choices())
+        return cls(space.vocabulary_size(), [space.token_range(i) for i in range(length)], **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted scores (B,) and teacher-forced reconstruction log-probabilities (B, L, V)."""
+        memory, embedding = self.encoder(tokens)
+        return self.predictor(embedding), self.decoder(memory, embedding, tokens)
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``trade_off * MSE + (1 - trade_off) * NLL``, and the two terms."""
+        predictions, log_probs = self(tokens)
+        mse = F.mse_loss(predictions, targets)
+        nll = F.nll_loss(log_probs.flatten(0, 1), tokens.flatten())
+        return self.trade_off * mse + (1.0 - self.trade_off) * nll, mse, nll
+
+    @torch.no_grad()
+    def predict(self, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        return torch.cat([self.predictor(self.encoder(chunk)[1]) for chunk in tokens.split(batch_size)]) if len(tokens) else tokens.new_zeros(0, dtype=torch.float)
+
+    def gradients(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token outputs (B, L, H) and the predictor's gradient with respect to them."""
+        with torch.enable_grad():
+            memory = self.encoder(tokens)[0].detach().requires_grad_(True)
+            self.predictor(SequenceEncoder.pool(memory)).sum().backward(inputs=[memory])
+        return memory.detach(), memory.grad.detach()
+
+    @torch.no_grad()
+    def decode_moved(self, memory: torch.Tensor, gradient: torch.Tensor, step_size: float) -> torch.Tensor:
+        """Decode the token outputs moved ``step_size`` along the predictor's gradient: h' = h + eta * df/dh."""
+        moved = memory + step_size * gradient
+        return self.decoder.decode(moved, SequenceEncoder.pool(moved))
+
+
+def train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, targets: torch.Tensor,
+                steps: int, batch_size: int, generator: torch.Generator, max_norm: float = 5.0) -> dict[str, float]:
+    """``steps`` mini-batch updates on the joint loss, walking through shuffled epochs (``generator``
+    shuffles, so training is deterministic). Counting updates rather than epochs keeps an
+    iteration's cost flat as the labelled set grows (the model is warm-started between iterations).
+
+    Plain ``backward`` on purpose: the predictor learns identical data on every rank (scores are
+    broadcast, the generator is shared), so it needs no DDP all-reduce, and it trains in float32
+    outside any mixed-precision loss scaling meant for the supernet."""
+    model.train()
+    last = {"loss": float("nan"), "mse": float("nan"), "nll": float("nan")}
+    if len(tokens) == 0 or steps == 0:
+        model.eval()
+        return last
+    device = model.device
+    tokens, targets = tokens.to(device), targets.to(device=device, dtype=torch.float)
+    batches: list[torch.Tensor] = []
+    for _ in range(steps):
+        if not batches:
+            batches = list(torch.randperm(len(tokens), generator=generator).split(batch_size))[::-1]
+        batch = batches.pop().to(device)
+        loss, mse, nll = model.loss(tokens[batch], targets[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+        last = {"loss": float(loss.detach()), "mse": float(mse.detach()), "nll": float(nll.detach())}
+    model.eval()
+    return last
+
+
+def semi_supervised_fit(model: SemiNASModel, optimizer: torch.optim.Optimizer, labelled: torch.Tensor, targets: torch.Tensor,
+                        unlabelled: torch.Tensor, steps: int, pseudo_steps: int, batch_size: int,
+                        generator: torch.Generator) -> torch.Tensor:
+    """SemiNAS's training: fit the N labelled sequences, pseudo-label the M unlabelled ones with
+    the predictor, then fit labelled and pseudo-labelled together. Returns the pseudo-labels.
+    With M = 0 the second phase trains on the labelled data alone (the ablation keeps the cost)."""
+    with torch.autocast(device_type=model.device.type, enabled=False):
+        train_steps(model, optimizer, labelled, targets, steps, batch_size, generator)
+        pseudo = model.predict(unlabelled.to(model.device)).cpu() if len(unlabelled) else torch.zeros(0)
+        both = torch.cat([labelled, unlabelled]) if len(unlabelled) else labelled
+        train_steps(model, optimizer, both, torch.cat([targets.float(), pseudo]), pseudo_steps, batch_size, generator)
+    return pseudo

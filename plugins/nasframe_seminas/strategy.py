@@ -1,0 +1,204 @@
+"""SemiNAS as a sample-based strategy: any space with a token view, any evaluator."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nasframe.errors import ArchitectureError
+from nasframe.evaluators.base import Evaluator
+from nasframe.spaces.architecture import Architecture
+from nasframe.strategies.sample_based import SampleBasedStrategy
+
+from nasframe_seminas.model import SemiNASModel, semi_supervised_fit
+
+if TYPE_CHECKING:
+    from nasframe.module import NASModule
+
+
+class SemiNAS(SampleBasedStrategy):
+    """Semi-supervised neural architecture search (Luo et al., NeurIPS 2020), built on NAO.
+
+    Each search step is one SemiNAS iteration: train the encoder-predictor-decoder on the
+    ``N`` evaluated architectures (scores z-scored), pseudo-label ``unlabelled`` random
+    architectures with the predictor, train on both, move the embeddings of the ``top_k``
+    evaluated architectures along the predictor's gradient with a growing step until each decodes
+    into a valid, unseen architecture, and propose the ``per_iteration`` of them the predictor
+    likes best. The first step proposes ``initial`` random architectures. The final architecture
+    is the best evaluated one.
+
+    Sizes do not depend on ``budget``, so a run is a prefix of any longer run with the same seed
+    (a budget-B run returns the best of the first B evaluations of a longer one). Defaults follow
+    the paper scaled to NAS-Bench-201-sized budgets (the paper: N = 100, M = 10,000, top-100
+    seeds for a 2,000-query NAS-Bench-101 search).
+
+    Args:
+        evaluator: scores candidates (tabular query, zero-cost proxy, weight-sharing estimate...).
+        budget: distinct architectures to evaluate.
+        initial: N, random architectures evaluated first.
+        per_iteration, growth: new architectures evaluated per iteration:
+            ``max(per_iteration, round(growth * evaluated so far))``, so long searches take
+            proportionally fewer (and cheaper) iterations without depending on ``budget``.
+        unlabelled: M, random unseen architectures pseudo-labelled per iteration (0: no pseudo-labels).
+        top_k: evaluated architectures whose embeddings are moved.
+        steps: predictor updates per iteration on the labelled data; ``pseudo_steps`` on labelled +
+            pseudo-labelled (the model is warm-started, so these are counted in updates, not epochs).
+        batch_size, lr, weight_decay: the predictor's Adam (paper: lr 1e-3, weight decay 1e-4).
+        hidden_size, encoder_layers, mlp_layers, trade_off: the model (see ``SemiNASModel``).
+        step_size, step_growth, max_steps: the move: eta = step_size * step_growth**j, j < max_steps.
+        fill: when the moves yield too few new architectures, top up with the best-predicted
+            pseudo-labelled ones (else the iteration proposes fewer).
+        seed: seeds sampling, shuffling and the model's initial weights.
+    """
+
+    def __init__(self, evaluator: Evaluator, budget: int = 100, initial: int = 16, per_iteration: int = 8,
+                 unlabelled: int = 1000, top_k: int = 16, steps: int = 25, pseudo_steps: int = 25, batch_size: int = 64,
+                 growth: float = 0.125,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
+                 mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 2.0,
+                 max_steps: int = 12, fill: bool = True, seed: int = 0) -> None:
+        super().__init__(evaluator, budget, seed)
+        for name, value, low in (("budget", budget, 1), ("initial", initial, 1), ("per_iteration", per_iteration, 1),
+                                 ("unlabelled", unlabelled, 0), ("top_k", top_k, 1), ("steps", steps, 0),
+                                 ("pseudo_steps", pseudo_steps, 0), ("batch_size", batch_size, 1), ("max_steps", max_steps, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"SemiNAS: {name} must be an integer >= {low}, got {value!r}")
+        if step_size <= 0 or step_growth < 1:
+            raise ValueError(f"SemiNAS: step_size must be > 0 and step_growth >= 1, got {step_size} and {step_growth}")
+        self.initial, self.per_iteration, self.unlabelled, self.top_k = initial, per_iteration, unlabelled, top_k
+        if growth < 0:
+            raise ValueError(f"SemiNAS: growth must be >= 0, got {growth}")
+        self.steps, self.pseudo_steps, self.batch_size, self.growth = steps, pseudo_steps, batch_size, growth
+        self.lr, self.weight_decay = lr, weight_decay
+        self.model_args = dict(hidden_size=hidden_size, encoder_layers=encoder_layers, mlp_layers=tuple(mlp_layers), trade_off=trade_off)
+        self.step_size, self.step_growth, self.max_steps, self.fill = step_size, step_growth, max_steps, fill
+        self.model: SemiNASModel | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        # checkpointed data of the last iteration (for inspection and exact resume)
+        self.pseudo_tokens: list[list[int]] = []
+        self.pseudo_labels: list[float] = []
+        self.target_stats: list[float] = [0.0, 1.0]
+        self.counts = {"iterations": 0, "moved": 0, "filled": 0}
+
+    # ---- setup --------------------------------------------------------------------------------
+    def setup(self, nas: NASModule) -> None:
+        if self.model is None:
+            with torch.random.fork_rng(devices=[]):  # weights from our seed, without touching global RNG
+                torch.manual_seed(self.seed)
+                self.model = SemiNASModel.for_space(nas.search_space, **self.model_args)
+            self.model.eval()
+
+    def configure_optimizers(self, nas: NASModule) -> dict[str, Any]:
+        return {"predictor": torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)}
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def tokens(self, nas: NASModule, architectures: Sequence[Architecture]) -> torch.Tensor:
+        rows = [list(nas.hook.nasframe_encode_architecture(architecture=a, kind="tokens")) for a in architectures]
+        if not rows:
+            return torch.zeros(0, len(nas.search_space.token_choices()), dtype=torch.long)
+        return torch.tensor(rows, dtype=torch.long)
+
+    def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> None:
+        self._optimizer = nas.optimizer("predictor")
+        result = super().search_step(nas, batch, batch_idx)
+        # Count this search step as one optimizer step (global_step, max_steps, checkpoint cadence):
+        # the inner predictor updates use the raw optimizer, and this step has no gradients left.
+        self._optimizer.zero_grad(set_to_none=True)
+        self._optimizer.step()
+        return result
+
+    def ask(self, nas: NASModule) -> list[Architecture]:
+        if not self.history:
+            return self._random(nas, min(self.initial, self.remaining), set())
+        labelled = [(a, s) for a, s in self.history if not math.isnan(s)]
+        if not labelled:  # nothing scored yet: keep sampling
+            return self._random(nas, min(self.per_iteration, self.remaining), set())
+        want = min(max(self.per_iteration, round(self.growth * len(self.history))), self.remaining)
+        raw = torch.tensor([s for _, s in labelled], dtype=torch.float)
+        mean, std = float(raw.mean()), float(raw.std()) if len(raw) > 1 else 1.0
+        std = std if std > 1e-12 else 1.0
+        self.target_stats = [mean, std]
+        pool = self._random(nas, self.unlabelled, set())
+        pool_tokens = self.tokens(nas, pool)
+        optimizer = getattr(self._optimizer, "optimizer", self._optimizer)  # the raw torch optimizer (see train_steps)
+        pseudo = semi_supervised_fit(self.model, optimizer, self.tokens(nas, [a for a, _ in labelled]), (raw - mean) / std,
+                                     pool_tokens, self.steps, self.pseudo_steps, self.batch_size, self.generator)
+        self.pseudo_tokens = pool_tokens.tolist()
+        self.pseudo_labels = pseudo.tolist()
+        self.counts["iterations"] += 1
+
+        seeds = [a for a, _ in sorted(labelled, key=lambda t: -t[1])[: self.top_k]]
+        moved = self._move(nas, seeds)
+        picks = self._rank(nas, moved)[:want]
+        self.counts["moved"] += len(picks)
+        if len(picks) < want and self.fill:
+            taken = set(picks)
+            extra = [a for a, _ in sorted(zip(pool, pseudo.tolist()), key=lambda t: -t[1]) if a not in taken]
+            extra = list(dict.fromkeys(extra))[: want - len(picks)]
+            if len(extra) < want - len(picks):
+                extra += self._random(nas, want - len(picks) - len(extra), taken | set(extra))
+            self.counts["filled"] += len(extra)
+            picks += extra
+        return picks
+
+    def _random(self, nas: NASModule, count: int, exclude: set[Architecture], tries: int = 1000) -> list[Architecture]:
+        """Up to ``count`` distinct random architectures, neither seen nor in ``exclude``."""
+        picks: list[Architecture] = []
+        taken = set(exclude)
+        for _ in range(count):
+            for _ in range(tries):
+                architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
+                if architecture not in self.seen and architecture not in taken:
+                    break
+            else:
+                break  # the space is (nearly) exhausted
+            taken.add(architecture)
+            picks.append(architecture)
+        return picks
+
+    def _move(self, nas: NASModule, seeds: list[Architecture]) -> list[Architecture]:
+        """For each seed, the first step size whose decode is a valid architecture not seen yet."""
+        space = nas.search_space
+        memory, gradient = self.model.gradients(self.tokens(nas, seeds).to(self.model.device))
+        pending = list(range(len(seeds)))
+        found: list[Architecture] = []
+        for j in range(self.max_steps):
+            if not pending:
+                break
+            eta = self.step_size * self.step_growth**j
+            decoded = self.model.decode_moved(memory[pending], gradient[pending], eta).cpu().tolist()
+            still = []
+            for index, tokens in zip(pending, decoded):
+                try:
+                    architecture = space.validate(space.from_tokens(tokens))
+                except ArchitectureError:  # e.g. a NAS-Bench-101 graph with too many edges
+                    still.append(index)
+                    continue
+                if architecture in self.seen or architecture in found:
+                    still.append(index)
+                else:
+                    found.append(architecture)
+            pending = still
+        return found
+
+    def _rank(self, nas: NASModule, architectures: list[Architecture]) -> list[Architecture]:
+        if not architectures:
+            return []
+        scores = self.model.predict(self.tokens(nas, architectures).to(self.model.device)).cpu().tolist()
+        order = sorted(range(len(architectures)), key=lambda i: (-scores[i], i))
+        return [architectures[i] for i in order]
+
+    # ---- checkpoint -------------------------------------------------------------------------------
+    def search_state(self) -> dict[str, Any]:
+        return {**super().search_state(), "pseudo_tokens": self.pseudo_tokens, "pseudo_labels": self.pseudo_labels,
+                "target_stats": list(self.target_stats), "counts": dict(self.counts)}
+
+    def load_search_state(self, state: dict[str, Any]) -> None:
+        super().load_search_state(state)
+        self.pseudo_tokens = [list(t) for t in state["pseudo_tokens"]]
+        self.pseudo_labels = list(state["pseudo_labels"])
+        self.target_stats = list(state["target_stats"])
+        self.counts = dict(state["counts"])
