@@ -110,7 +110,7 @@ class CreamStrategy(SinglePathStrategy):
             step.extras["teacher_logits"] = nas.supernet(step.views[0], teacher).detach()
         step.extras["teacher_architecture"] = teacher
         step.term_weights.update(distillation=rho / 2, cross_entropy=(2 - rho) / 2)
-        nas.log_metrics({"cream/rho": rho})
+        self._log(nas, {"cream/rho": rho})
 
     def after_step(self, nas: NASModule, step: SearchStep, loss: torch.Tensor) -> None:
         super().after_step(nas, step, loss)  # the base leaderboard: a fallback before the board fills
@@ -122,9 +122,14 @@ class CreamStrategy(SinglePathStrategy):
             entry = BoardEntry(step.architecture, accuracy, self._flops(nas, step.architecture),
                                step.views[0][index].detach().clone(), F.softmax(step.logits(0)[index].detach(), dim=1))
             self.board.consider(entry)
-            nas.log_metrics({"cream/board_size": float(len(self.board)), "cream/board_best": self.board.entries[0].accuracy})
+            self._log(nas, {"cream/board_size": float(len(self.board)), "cream/board_best": self.board.entries[0].accuracy})
         if self._teacher is not None and self.meta_every and int(self.steps) % self.meta_every == 0 and step.batch_size >= 2:
             self.meta_update(nas, step)
+
+    @staticmethod
+    def _log(nas: NASModule, metrics: dict[str, float]) -> None:
+        if nas._trainer is not None:  # steps driven by hand (tests, notebooks) have nothing to log to
+            nas.log_metrics(metrics)
 
     # ---- meta learning of the matching network ---------------------------------------------------
     def meta_update(self, nas: NASModule, step: SearchStep) -> float:
@@ -163,7 +168,7 @@ class CreamStrategy(SinglePathStrategy):
         for p, g in zip(self.matching.parameters(), meta_grads):
             p.grad = torch.zeros_like(p) if g is None else g
         optimizer.step()
-        nas.log_metrics({"cream/meta_loss": float(outer_loss.detach())})
+        self._log(nas, {"cream/meta_loss": float(outer_loss.detach())})
         return float(outer_loss.detach())
 
     def _weighted_loss(self, nas: NASModule, step: SearchStep) -> torch.Tensor:

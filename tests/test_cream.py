@@ -1,0 +1,169 @@
+"""Cream of the Crop: board entry rules, teacher and stored outputs, meta update, checkpoint state, YAML run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer
+
+from conftest import ROOT, shared_path
+from nasframe import NASModule, load_model
+from nasframe.cli import main
+from nasframe.data import DigitsDataModule
+from nasframe.objectives import CrossEntropy, Distillation
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.mbconv import MBConvSpace
+from nasframe_cream import BoardEntry, CreamStrategy, PrioritizedBoard
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CPU: one intra-op thread avoids OpenMP spinning against other processes
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_space() -> MBConvSpace:
+    return MBConvSpace(stage_channels=(8, 16), stage_layers=(1, 2), stage_strides=(2, 2), stem_channels=8, stem_stride=1,
+                       first_channels=8, head_channels=16, final_channels=32, image_size=8, in_channels=1, allow_skip=True)
+
+
+def entry(name: str, accuracy: float, flops: float) -> BoardEntry:
+    return BoardEntry(Architecture("t", (name,)), accuracy, flops, torch.zeros(2, 1), torch.zeros(2, 10))
+
+
+def names(board: PrioritizedBoard) -> list[str]:
+    return [e.architecture.choices[0] for e in board.entries]
+
+
+def test_board_entry_rules():
+    board = PrioritizedBoard(size=3, margin=2.0)
+    assert board.consider(entry("a", 50.0, 100)) == "not_full"
+    assert board.consider(entry("b", 40.0, 100)) == "not_full"
+    assert board.consider(entry("c", 30.0, 100)) == "not_full"
+    assert names(board) == ["a", "b", "c"]
+    # full: within the margin and not cheaper stays out, whatever its FLOPs tie
+    assert board.consider(entry("d", 31.0, 100)) is None
+    assert board.consider(entry("d", 30.0, 10)) is None  # cheaper but not more accurate
+    # beats the worst by more than the margin: enters, the worst leaves
+    assert board.consider(entry("e", 33.0, 500)) == "margin"
+    assert names(board) == ["a", "b", "e"]
+    # beats the worst (by less than the margin) with fewer FLOPs: enters
+    assert board.consider(entry("f", 34.0, 400)) == "fewer_flops"
+    assert names(board) == ["a", "b", "f"]
+    assert board.consider(entry("g", 35.0, 401)) is None  # same gain, more FLOPs
+    # a path already on the board is refreshed in place
+    assert board.consider(entry("a", 20.0, 100)) == "refresh"
+    assert names(board) == ["b", "f", "a"] and len(board) == 3
+    assert board.best().architecture.choices == ("b",)
+    assert board.best(flops_range=(300, 450)).architecture.choices == ("f",)
+
+
+def test_board_ties_prefer_fewer_flops_and_state_round_trip():
+    board = PrioritizedBoard(size=2, margin=0.0)
+    board.consider(entry("x", 50.0, 200))
+    board.consider(entry("y", 50.0, 100))
+    assert names(board) == ["y", "x"]
+    state = board.state()
+    torch.save(state, buffer := __import__("io").BytesIO())
+    buffer.seek(0)
+    restored = PrioritizedBoard(size=2)
+    restored.load_state(torch.load(buffer, weights_only=True))
+    assert names(restored) == ["y", "x"] and [e.flops for e in restored.entries] == [100.0, 200.0]
+
+
+def make_nas(**strategy_args) -> NASModule:
+    torch.manual_seed(0)
+    strategy = CreamStrategy(**{"seed": 0, "board_size": 3, "warmup_steps": 0, "matching_images": 4, **strategy_args})
+    return NASModule(tiny_space(), strategy, objectives=[CrossEntropy(), Distillation()])
+
+
+def test_teacher_from_board_and_new_path_outputs_stored():
+    nas = make_nas()
+    strategy, space = nas.strategy, nas.search_space
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    first = space.parse("k3_e4-k3_e4-k3_e4")
+    step = nas.new_step((x, y), first)
+    strategy.before_loss(nas, step)
+    assert "teacher_logits" not in step.extras and not step.term_weights  # empty board: plain CE
+    strategy.after_step(nas, step, torch.tensor(0.0))
+    stored = strategy.board.entries[0]
+    assert stored.architecture == first
+    torch.testing.assert_close(stored.probs, F.softmax(step.logits(0)[:4].detach(), dim=1))
+    torch.testing.assert_close(stored.inputs, x[:4])
+
+    student = space.parse("k7_e6-k5_e6-skip")
+    step = nas.new_step((x, y), student)
+    strategy.before_loss(nas, step)
+    assert step.extras["teacher_architecture"] == first
+    with torch.no_grad():
+        torch.testing.assert_close(step.extras["teacher_logits"], nas.supernet(x, first))
+    # zero-initialised matching network: rho = sigmoid(0) = 0.5 -> [0.5 KD + 1.5 CE] / 2
+    assert step.term_weights == {"distillation": 0.25, "cross_entropy": 0.75}
+    loss = nas.compute_loss(step)
+    kd = -(F.softmax(step.extras["teacher_logits"], 1) * F.log_softmax(step.logits(0), 1)).sum(1).mean()
+    torch.testing.assert_close(loss, (0.5 * kd + 1.5 * F.cross_entropy(step.logits(0), y)) / 2)
+    strategy.after_step(nas, step, loss.detach())
+    new = next(e for e in strategy.board.entries if e.architecture == student)
+    # the board keeps the *new* path's outputs, not its teacher's
+    torch.testing.assert_close(new.probs, F.softmax(step.logits(0)[:4].detach(), dim=1))
+    assert not torch.allclose(new.probs, F.softmax(step.extras["teacher_logits"][:4], dim=1))
+
+
+def test_warmup_keeps_the_board_empty():
+    nas = make_nas(warmup_steps=2)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    for i in range(3):
+        step = nas.new_step((x, y), nas.search_space.parse("k3_e4-k3_e4-k3_e4"))
+        nas.strategy.after_step(nas, step, torch.tensor(0.0))
+        assert len(nas.strategy.board) == (1 if i == 2 else 0)
+
+
+def test_search_meta_update_flops_range_and_checkpoint(tmp_path):
+    space = tiny_space()
+    flops = sorted(space.flops(space.sample(torch.Generator().manual_seed(i))) for i in range(50))
+    flops_range = (0, flops[len(flops) // 2])
+    nas = make_nas(warmup_steps=2, meta_every=2, flops_range=flops_range)
+    trainer = Trainer(max_steps=8, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=str(tmp_path), limit_val_batches=1, num_sanity_val_steps=0, val_check_interval=4,
+                      callbacks=[__import__("lightning").pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt")])
+    nas.export_dir = str(tmp_path / "export")
+    trainer.fit(nas, datamodule=DigitsDataModule(batch_size=16, limit_train=128))
+    strategy = nas.strategy
+    assert int(strategy.steps) == 8 and trainer.global_step == 8  # meta steps do not count as search steps
+    assert strategy.matching.linear.weight.abs().sum() > 0  # the second-order meta update reached the matching net
+    assert len(strategy.board) == 3 and all(e.flops <= flops_range[1] for e in strategy.board.entries)
+    final = nas.final_architecture
+    assert final == strategy.board.best(flops_range).architecture and space.flops(final) <= flops_range[1]
+    model = load_model(tmp_path / "export")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+    checkpoint = torch.load(next((tmp_path / "ckpt").glob("*.ckpt")), weights_only=True)
+    assert "strategy.matching.linear.weight" in checkpoint["state_dict"]
+    board_state = checkpoint["nasframe"]["state"]["strategy.CreamStrategy"]["board"]
+    assert board_state["architectures"] == [e.architecture.to_dict() for e in strategy.board.entries]
+
+
+def test_yaml_end_to_end(tmp_path):
+    export = tmp_path / "export"
+    main(["fit", "--config", str(ROOT / "examples" / "cream_mbconv_digits.yaml"), "--trainer.max_steps", "10",
+          "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+          "--trainer.limit_val_batches", "1", "--model.init_args.strategy.init_args.warmup_steps", "3",
+          "--model.init_args.strategy.init_args.meta_every", "4", "--model.init_args.export_dir", str(export)])
+    chosen = json.loads((export / "architecture.json").read_text())
+    assert chosen["architecture"]["space"] == "mbconv"
+    assert load_model(export)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_cifar10_config_runs_a_few_steps(tmp_path):
+    shared_path("cifar10/cifar10_partial.npz")
+    main(["fit", "--config", str(ROOT / "examples" / "cream_cifar10.yaml"), "--trainer.max_steps", "2",
+          "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+          "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+          "--data.init_args.path", str(ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_partial.npz"),
+          "--model.init_args.export_dir", str(tmp_path / "export")])
+    assert (tmp_path / "export" / "model.safetensors").is_file()
