@@ -1,0 +1,235 @@
+"""Cream of the Crop vs SPOS alone on the partial CIFAR-10 of ../shared/data, same supernet budget.
+
+Both searches train the same CIFAR-sized MBConv supernet (same initial weights, data order, epochs,
+optimizer and FLOPs range); SPOS is the core ``SinglePathStrategy``, Cream adds the prioritized
+board, the matching network and distillation. Then, for each trained supernet:
+
+* mean test accuracy of ``--paths`` random paths (uniform inside the FLOPs range, the same paths for
+  both) with inherited weights (BatchNorm statistics re-estimated on a few training batches per path,
+  as one-shot methods do, since the supernet's running statistics mix all paths);
+* the final path (SPOS: best training-batch path; Cream: best board path): its inherited accuracy,
+  FLOPs, and whether it beats the median random path; optionally its short stand-alone accuracy;
+* Kendall tau (and Spearman rho) between inherited accuracy and a short stand-alone training from
+  scratch of the first ``--ranked`` random paths.
+
+    python benchmarks/cream_cifar10.py                       # defaults: < 30 min on 2 shared CPU cores
+    python benchmarks/cream_cifar10.py --epochs 1 --paths 4 --ranked 3 --standalone-epochs 1 --limit-train 512
+
+Prints a table and writes benchmarks/results/cream_cifar10.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer, seed_everything
+from torch import nn
+from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
+
+from nasframe import NASModule
+from nasframe.data import NpzDataModule
+from nasframe.objectives import CrossEntropy, Distillation
+from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.mbconv import MBConvSpace
+from nasframe.strategies import SinglePathStrategy
+from nasframe_cream import CreamStrategy
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = dict(stage_channels=(16, 24, 40, 48, 96), stage_layers=(1, 2, 2, 2, 1), stage_strides=(2, 2, 2, 1, 1),
+             stem_channels=16, stem_stride=2, first_channels=16, head_channels=128, final_channels=256,
+             kernels=(3, 5, 7), expansions=(4, 6), allow_skip=True, num_classes=10, in_channels=3, image_size=32)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_partial.npz"))
+    parser.add_argument("--epochs", type=int, default=6, help="supernet epochs, the same for both searches")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--flops-range", type=float, nargs=2, default=(2.5e6, 3.6e6))
+    parser.add_argument("--paths", type=int, default=20, help="random paths scored with inherited weights")
+    parser.add_argument("--ranked", type=int, default=10, help="of those, paths trained stand-alone for Kendall tau")
+    parser.add_argument("--standalone-epochs", type=int, default=2)
+    parser.add_argument("--no-final-standalone", action="store_true", help="skip stand-alone training of the final paths")
+    parser.add_argument("--recalibration-batches", type=int, default=8)
+    parser.add_argument("--limit-train", type=int, default=0, help="use only N training images (0: all)")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="Cream: epochs before paths enter the board")
+    parser.add_argument("--meta-every", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1 is fastest on a loaded shared machine; at most 2 here)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "cream_cifar10.json"))
+    return parser.parse_args()
+
+
+def make_data(args: argparse.Namespace) -> NpzDataModule:
+    data = NpzDataModule(args.data, batch_size=args.batch_size, limit_train=args.limit_train, seed=args.seed)
+    data.setup()
+    return data
+
+
+def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Path) -> tuple[NASModule, float]:
+    space = MBConvSpace(**SPACE)
+    steps_per_epoch = len(data.train_dataloader())
+    if kind == "spos":
+        strategy = SinglePathStrategy(seed=args.seed, flops_range=tuple(args.flops_range))
+        objectives = [CrossEntropy()]
+    else:
+        strategy = CreamStrategy(seed=args.seed, flops_range=tuple(args.flops_range), board_size=10, margin=3.0,
+                                 warmup_steps=int(args.warmup_epochs * steps_per_epoch), matching_images=8,
+                                 meta_every=args.meta_every, meta_lr=1e-3)
+        objectives = [CrossEntropy(), Distillation()]
+    seed_everything(args.seed, verbose=False)  # identical initial supernet weights for both searches
+    nas = NASModule(space, strategy, objectives=objectives, export_dir=str(workdir / kind / "export"), overwrite_export=True,
+                    optimizer=lambda p: torch.optim.SGD(p, lr=args.lr, momentum=0.9, weight_decay=4e-5),
+                    lr_scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs))
+    trainer = Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                      default_root_dir=str(workdir / kind))
+    start = time.perf_counter()
+    trainer.fit(nas, datamodule=data)
+    return nas, time.perf_counter() - start
+
+
+@torch.no_grad()
+def test_accuracy(network: nn.Module, data: NpzDataModule) -> float:
+    network.eval()
+    correct = total = 0
+    for x, y in data.val_dataloader():
+        correct += int((network(x).argmax(1) == y).sum())
+        total += len(y)
+    return 100.0 * correct / total
+
+
+@torch.no_grad()
+def inherited_accuracy(space: MBConvSpace, supernet: nn.Module, architecture: Architecture, data: NpzDataModule,
+                       batches: list[torch.Tensor]) -> float:
+    network = space.extract(supernet, architecture)
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the recalibration batches
+    network.train()
+    for x in batches:
+        network(x)
+    return test_accuracy(network, data)
+
+
+def standalone_accuracy(space: MBConvSpace, architecture: Architecture, data: NpzDataModule, epochs: int, lr: float,
+                        seed: int) -> float:
+    torch.manual_seed(seed)
+    network = space.build(architecture)
+    loader = data.train_dataloader()
+    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)
+    network.train()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(network(x), y).backward()
+            optimizer.step()
+            scheduler.step()
+    return test_accuracy(network, data)
+
+
+def random_paths(space: MBConvSpace, count: int, flops_range: tuple[float, float], seed: int) -> list[Architecture]:
+    generator = torch.Generator().manual_seed(seed + 1234)
+    paths: list[Architecture] = []
+    while len(paths) < count:
+        arch = space.sample(generator)
+        if flops_range[0] <= space.flops(arch) <= flops_range[1] and arch not in paths:
+            paths.append(arch)
+    return paths
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads > 2:
+        raise SystemExit("--threads: at most 2 (the machine is shared)")
+    torch.set_num_threads(args.threads)
+    begin = time.perf_counter()
+    data = make_data(args)
+    space = MBConvSpace(**SPACE)
+    paths = random_paths(space, args.paths, tuple(args.flops_range), args.seed)
+    recalibration = [x for _, (x, _) in zip(range(args.recalibration_batches), data.train_dataloader())]
+    ranked = paths[: args.ranked]
+
+    results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items()}, "space": {k: list(v) if isinstance(v, tuple) else v
+                                                                                         for k, v in SPACE.items()}}
+    results["settings"]["flops_range"] = list(args.flops_range)
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("spos", "cream"):
+            nas, seconds = search(kind, args, data, Path(tmp))
+            supernet = nas.supernet.cpu()
+            inherited = [inherited_accuracy(space, supernet, arch, data, recalibration) for arch in paths]
+            final = nas.final_architecture
+            final_inherited = inherited_accuracy(space, supernet, final, data, recalibration)
+            run = {"search_seconds": round(seconds, 1), "inherited": inherited,
+                   "mean_inherited": statistics.mean(inherited), "std_inherited": statistics.pstdev(inherited),
+                   "median_inherited": statistics.median(inherited), "final_architecture": space.format(final),
+                   "final_flops": space.flops(final), "final_inherited": final_inherited,
+                   "final_above_median": final_inherited > statistics.median(inherited)}
+            if kind == "cream":
+                run["board"] = [{"architecture": space.format(e.architecture), "batch_accuracy": e.accuracy, "flops": e.flops}
+                                for e in nas.strategy.board.entries]
+            runs[kind] = run
+            print(f"[{time.perf_counter() - begin:6.0f}s] {kind}: searched in {seconds:.0f}s, mean inherited "
+                  f"{run['mean_inherited']:.2f}%, final {run['final_architecture']} {final_inherited:.2f}%", flush=True)
+
+    standalone = [standalone_accuracy(space, arch, data, args.standalone_epochs, args.lr, args.seed) for arch in ranked]
+    print(f"[{time.perf_counter() - begin:6.0f}s] stand-alone of {len(ranked)} paths: {[round(a, 1) for a in standalone]}", flush=True)
+    target = torch.tensor(standalone, dtype=torch.float64)
+    for kind, run in runs.items():
+        preds = torch.tensor(run["inherited"][: len(ranked)], dtype=torch.float64)
+        run["kendall_tau"] = float(kendall_rank_corrcoef(preds, target)) if len(ranked) > 1 else float("nan")
+        run["spearman_rho"] = float(spearman_corrcoef(preds, target)) if len(ranked) > 1 else float("nan")
+        if not args.no_final_standalone:
+            final = space.parse(run["final_architecture"])
+            run["final_standalone"] = standalone_accuracy(space, final, data, args.standalone_epochs, args.lr, args.seed)
+    results.update(runs=runs, random_paths=[space.format(a) for a in paths], standalone=standalone,
+                   median_standalone=statistics.median(standalone))
+    spos, cream = runs["spos"], runs["cream"]
+    results["targets"] = {
+        "cream_mean_at_least_spos_plus_1": cream["mean_inherited"] >= spos["mean_inherited"] + 1.0,
+        "cream_final_above_median_random": cream["final_above_median"],
+    }
+    results["total_seconds"] = round(time.perf_counter() - begin, 1)
+
+    rows = [("search time (s)", "search_seconds", "{:.0f}"), ("mean inherited acc, random paths (%)", "mean_inherited", "{:.2f}"),
+            ("std inherited acc (%)", "std_inherited", "{:.2f}"), ("median inherited acc (%)", "median_inherited", "{:.2f}"),
+            ("final path inherited acc (%)", "final_inherited", "{:.2f}"), ("final path FLOPs (M)", "final_flops", "{:.3f}"),
+            ("final path above median random", "final_above_median", "{}"),
+            ("final path stand-alone acc (%)", "final_standalone", "{:.2f}"),
+            ("Kendall tau vs stand-alone", "kendall_tau", "{:.3f}"), ("Spearman rho vs stand-alone", "spearman_rho", "{:.3f}")]
+    print(f"\nCream vs SPOS on {Path(args.data).name}: {args.epochs} supernet epochs each, {len(paths)} random paths, "
+          f"{len(ranked)} trained stand-alone for {args.standalone_epochs} epoch(s) (median {results['median_standalone']:.2f}%)")
+    print(f"{'':40} {'SPOS':>12} {'Cream':>12}")
+    for label, key, fmt in rows:
+        cells = []
+        for run in (spos, cream):
+            value = run.get(key)
+            value = value / 1e6 if key == "final_flops" else value
+            cells.append("-" if value is None else fmt.format(value))
+        print(f"{label:40} {cells[0]:>12} {cells[1]:>12}")
+    print(f"final paths: SPOS {spos['final_architecture']} | Cream {cream['final_architecture']}")
+    print(f"targets: Cream mean >= SPOS + 1: {results['targets']['cream_mean_at_least_spos_plus_1']} "
+          f"({cream['mean_inherited'] - spos['mean_inherited']:+.2f} points); Cream final above median random: "
+          f"{results['targets']['cream_final_above_median_random']}; total {results['total_seconds']:.0f}s")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
