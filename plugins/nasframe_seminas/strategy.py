@@ -55,8 +55,8 @@ class SemiNAS(SampleBasedStrategy):
     """
 
     def __init__(self, evaluator: Evaluator, budget: int = 100, initial: int = 16, per_iteration: int = 8,
-                 unlabelled: int = 1000, top_k: int = 16, steps: int = 25, pseudo_steps: int = 25, batch_size: int = 64,
-                 growth: float = 0.125,
+                 unlabelled: int = 1000, top_k: int = 16, steps: int = 20, pseudo_steps: int = 20, batch_size: int = 64,
+                 growth: float = 0.25,
                  lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
                  mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 2.0,
                  max_steps: int = 12, fill: bool = True, seed: int = 0) -> None:
