@@ -69,7 +69,7 @@ class CreamStrategy(SinglePathStrategy):
         self.inner_lr = inner_lr
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.matching: MatchingNetwork | None = None
-        self._teacher: int | None = None  # board index of this step's teacher
+        self._teacher: Architecture | None = None  # this step's teacher (board indices move when the board updates)
 
     # ---- setup -----------------------------------------------------------------------------------
     def setup(self, nas: NASModule) -> None:
@@ -104,9 +104,10 @@ class CreamStrategy(SinglePathStrategy):
             return
         with torch.no_grad():
             scores = self.matching(self._student_probs(nas, step.architecture), self._board_probs())
-            self._teacher = int(scores.argmax())
-            rho = float(torch.sigmoid(scores[self._teacher]))
-            teacher = self.board.entries[self._teacher].architecture
+            index = int(scores.argmax())
+            rho = float(torch.sigmoid(scores[index]))
+            teacher = self.board.entries[index].architecture
+            self._teacher = teacher
             step.extras["teacher_logits"] = nas.supernet(step.views[0], teacher).detach()
         step.extras["teacher_architecture"] = teacher
         step.term_weights.update(distillation=rho / 2, cross_entropy=(2 - rho) / 2)
@@ -135,7 +136,10 @@ class CreamStrategy(SinglePathStrategy):
     def meta_update(self, nas: NASModule, step: SearchStep) -> float:
         """One second-order update of the matching network on ``step``'s batch; returns the outer loss."""
         supernet = nas.supernet
-        teacher = self.board.entries[self._teacher].architecture
+        teacher = self._teacher
+        indices = [i for i, e in enumerate(self.board.entries) if e.architecture == teacher]
+        if not indices:  # the teacher left the board in this step's update: nothing to match against
+            return float("nan")
         half = step.batch_size // 2
         x, y = step.views[0], step.targets
         params = {name: p for name, p in supernet.named_parameters() if p.requires_grad}
@@ -145,7 +149,7 @@ class CreamStrategy(SinglePathStrategy):
             student_probs = self._student_probs(nas, step.architecture)
             teacher_logits = supernet(x[:half], teacher)
         scores = self.matching(student_probs, self._board_probs())
-        rho = torch.sigmoid(scores[self._teacher])
+        rho = torch.sigmoid(scores[indices[0]])
 
         inner = SearchStep((x[:half], y[:half]), step.architecture, _Functional(supernet, {**params, **buffers}), "train",
                            extras={"teacher_logits": teacher_logits},
