@@ -106,6 +106,8 @@ def summarize(results: list[dict[str, Any]], datasets: list[str], strategies: li
     for dataset in datasets:
         for name in strategies:
             rows = [r for r in results if r["dataset"] == dataset and r["strategy"] == name]
+            if not rows:
+                continue
             for budget in budgets:
                 values = [r["accuracy"][str(budget)] for r in rows]
                 summary.setdefault(dataset, {}).setdefault(name, {})[str(budget)] = {
@@ -150,6 +152,7 @@ def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--baseline-seeds", type=int, default=None, help="seeds for random search and evolution (default: --seeds)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--datasets", nargs="+", default=["cifar10", "cifar100"], choices=list(OPTIMUM))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
@@ -161,9 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.table).is_file():
         sys.exit(f"NAS-Bench-201 table {args.table!r} not found; pass --table")
     budgets = sorted(set(args.budgets))
-    # the long SemiNAS runs first, so that the workers finish together
-    tasks = [(d, s, seed, budgets) for s in sorted(args.strategies, key=lambda s: not s.startswith("seminas"))
-             for d in args.datasets for seed in range(args.seeds)]
+    # the cheap baselines first, then SemiNAS seed by seed (both variants, both datasets), so that
+    # the partial results written after every run stay balanced if the run is cut short
+    baseline_seeds = args.baseline_seeds if args.baseline_seeds is not None else args.seeds
+    tasks = [(d, s, seed, budgets) for s in args.strategies if not s.startswith("seminas") for d in args.datasets
+             for seed in range(baseline_seeds)]
+    tasks += [(d, s, seed, budgets) for seed in range(args.seeds) for d in args.datasets for s in args.strategies if s.startswith("seminas")]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
     with multiprocessing.get_context("spawn").Pool(args.workers, _init_worker, (args.table,)) as pool:
@@ -171,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(f"[{i}/{len(tasks)} {time.perf_counter() - start:6.0f}s] {result['dataset']} {result['strategy']} "
                   f"seed {result['seed']}: {result['accuracy']}", flush=True)
+            done = sorted({r["strategy"] for r in results}, key=list(STRATEGIES).index)
+            partial = {"complete": False, "budgets": budgets, "summary": summarize(results, sorted({r["dataset"] for r in results}), done, budgets),
+                       "runs": results}
+            out.with_suffix(".partial.json").write_text(json.dumps(partial, indent=1))
         checks = pool.map(verify, [(d, s, 0, budgets) for s in args.strategies for d in args.datasets]) if args.verify else []
     results.sort(key=lambda r: (r["dataset"], r["strategy"], r["seed"]))
     summary = summarize(results, args.datasets, args.strategies, budgets)
@@ -182,9 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             mismatches.append(check)
     if args.verify:
         print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"budgets": budgets, "seeds": args.seeds, "optimum": OPTIMUM, "summary": summary,
+    out.write_text(json.dumps({"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM, "summary": summary,
                                "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
                                "seconds": time.perf_counter() - start}, indent=1))
     plot(summary, budgets, out.with_suffix(".png"))
