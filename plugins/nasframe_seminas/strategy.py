@@ -49,8 +49,9 @@ class SemiNAS(SampleBasedStrategy):
         batch_size, lr, weight_decay: the predictor's Adam (paper: lr 1e-3, weight decay 1e-4).
         hidden_size, encoder_layers, mlp_layers, trade_off: the model (see ``SemiNASModel``).
         step_size, step_growth, max_steps: the move: eta = step_size * step_growth**j, j < max_steps.
-        fill: when the moves yield too few new architectures, top up with the best-predicted
-            pseudo-labelled ones (else the iteration proposes fewer).
+        fill, fill_pool: when the moves yield too few new architectures (common in small spaces,
+            where the moves keep landing on evaluated ones), top up with the best-predicted of
+            ``fill_pool`` random unseen architectures (the unlabelled ones first), else propose fewer.
         seed: seeds sampling, shuffling and the model's initial weights.
     """
 
@@ -59,11 +60,13 @@ class SemiNAS(SampleBasedStrategy):
                  growth: float = 0.25,
                  lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
                  mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 2.0,
-                 max_steps: int = 12, fill: bool = True, seed: int = 0) -> None:
+                 max_steps: int = 12, fill: bool = True, fill_pool: int = 1000,
+                 seed: int = 0) -> None:
         super().__init__(evaluator, budget, seed)
         for name, value, low in (("budget", budget, 1), ("initial", initial, 1), ("per_iteration", per_iteration, 1),
                                  ("unlabelled", unlabelled, 0), ("top_k", top_k, 1), ("steps", steps, 0),
-                                 ("pseudo_steps", pseudo_steps, 0), ("batch_size", batch_size, 1), ("max_steps", max_steps, 1)):
+                                 ("pseudo_steps", pseudo_steps, 0), ("batch_size", batch_size, 1), ("max_steps", max_steps, 1),
+                                 ("fill_pool", fill_pool, 0)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"SemiNAS: {name} must be an integer >= {low}, got {value!r}")
         if step_size <= 0 or step_growth < 1:
@@ -75,6 +78,7 @@ class SemiNAS(SampleBasedStrategy):
         self.lr, self.weight_decay = lr, weight_decay
         self.model_args = dict(hidden_size=hidden_size, encoder_layers=encoder_layers, mlp_layers=tuple(mlp_layers), trade_off=trade_off)
         self.step_size, self.step_growth, self.max_steps, self.fill = step_size, step_growth, max_steps, fill
+        self.fill_pool = fill_pool
         self.model: SemiNASModel | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         # checkpointed data of the last iteration (for inspection and exact resume)
@@ -135,11 +139,13 @@ class SemiNAS(SampleBasedStrategy):
         picks = self._rank(nas, moved)[:want]
         self.counts["moved"] += len(picks)
         if len(picks) < want and self.fill:
+            # Top up from random unseen architectures ranked by the trained predictor: the
+            # unlabelled pool where there is one, grown to ``fill_pool`` so that the M = 0
+            # ablation ranks as many candidates as SemiNAS does.
             taken = set(picks)
-            extra = [a for a, _ in sorted(zip(pool, pseudo.tolist()), key=lambda t: -t[1]) if a not in taken]
-            extra = list(dict.fromkeys(extra))[: want - len(picks)]
-            if len(extra) < want - len(picks):
-                extra += self._random(nas, want - len(picks) - len(extra), taken | set(extra))
+            candidates = [a for a in pool if a not in taken]
+            candidates += self._random(nas, max(self.fill_pool - len(candidates), 0), taken | set(candidates))
+            extra = self._rank(nas, candidates)[: want - len(picks)]
             self.counts["filled"] += len(extra)
             picks += extra
         return picks
