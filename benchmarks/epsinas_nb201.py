@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -90,6 +91,50 @@ def plain_outputs(space: NB201Space, architecture, x: torch.Tensor, dtype: torch
     return scorer.outputs(architecture, x)
 
 
+def variants(space: NB201Space, architectures: list, accuracy: np.ndarray, data: Path, count: int, batch: int) -> dict:
+    """Why the all-architecture correlation differs: the same score with one ingredient changed at a time
+    (BN gamma, normalisation, input preprocessing, constants, batch), on the first ``count`` architectures."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    archs, acc = architectures[:count], accuracy[:count]
+    raw = torch.from_numpy(np.load(data)["x_train"][:batch]).float() / 255
+    paper = (raw - torch.tensor(PAPER_MEAN).view(1, 3, 1, 1)) / torch.tensor(PAPER_STD).view(1, 3, 1, 1)
+
+    def outputs(constants=(1e-7, 1.0), x=paper, dtype="float64", gamma_one=False) -> torch.Tensor:
+        scorer = EpsinasScorer(space, constants, dtype=dtype, verify_samples=0)
+        if gamma_one:  # BN gamma left at 1 instead of the constant
+            for net in scorer._networks(archs[0])[0]:
+                bn = {id(m.weight) for m in net.module.modules() if isinstance(m, _BatchNorm) and m.weight is not None}
+                for p, _ in net.weights:
+                    if id(p) in bn:
+                        p.fill_(1.0)
+                net.weights = [(p, r) for p, r in net.weights if id(p) not in bn]
+        return torch.stack([scorer.outputs(a, x) for a in archs], 1)
+
+    finite32 = np.isfinite(epsinas_score(*outputs(dtype="float32")).numpy())
+
+    def keep_zeros(o: torch.Tensor) -> np.ndarray:
+        z = (o - o.amin(-1, keepdim=True)) / (o.amax(-1, keepdim=True) - o.amin(-1, keepdim=True))
+        return ((z[0] - z[1]).abs().mean(-1) / z.mean((0, 2))).numpy()
+
+    cases = {
+        "as in the paper": lambda: epsinas_score(*outputs()).numpy(),
+        "zeros kept (not missing)": lambda: keep_zeros(outputs()),
+        "BN gamma = 1": lambda: epsinas_score(*outputs(gamma_one=True)).numpy(),
+        "inputs in [0,1], not normalised": lambda: epsinas_score(*outputs(x=raw)).numpy(),
+        "random normal inputs": lambda: epsinas_score(*outputs(x=torch.randn(paper.shape, generator=torch.Generator().manual_seed(0)))).numpy(),
+        "constants 1e-5, 1": lambda: epsinas_score(*outputs((1e-5, 1.0))).numpy(),
+        "constants 1e-3, 1": lambda: epsinas_score(*outputs((1e-3, 1.0))).numpy(),
+    }
+    result = {"architectures": len(archs), "batch": batch, "float32_finite": int(finite32.sum())}
+    for name, compute in cases.items():
+        scores = compute()
+        result[name] = {"all": correlations(scores, acc), "float32_finite": correlations(np.where(finite32, scores, np.nan), acc)}
+        print(f"  variant {name:32} all: Spearman {result[name]['all']['spearman']:.3f}  "
+              f"float32-finite: {result[name]['float32_finite']['spearman']:.3f}")
+    return result
+
+
 def naslib_proxies(path: Path, table: NB201Benchmark) -> dict[str, dict]:
     raw = json.loads(path.read_text())["cifar10"]
     space = NB201Space()
@@ -118,12 +163,14 @@ def main() -> None:
     parser.add_argument("--constants", type=float, nargs=2, default=(1e-7, 1.0))
     parser.add_argument("--checks", type=int, default=8, help="architectures for the full-width float32 comparison")
     parser.add_argument("--checks64", type=int, default=2, help="architectures for the full-width float64 comparison")
+    parser.add_argument("--variants", type=int, default=0, help="architectures for the ingredient study (batch 64); 0 skips it")
     parser.add_argument("--data", default=str(SHARED / "cifar10" / "cifar10_partial.npz"))
     parser.add_argument("--table", default=str(SHARED / "nb201" / "nb201_test_accuracy.csv"))
     parser.add_argument("--naslib", default=str(SHARED / "nb201" / "naslib_zc_nasbench201.json"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "epsinas_nb201.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    start_load = os.getloadavg()[0]  # the machine may be shared: speeds are only comparable at similar load
     constants = tuple(args.constants)
 
     table = NB201Benchmark(args.table)
@@ -162,13 +209,19 @@ def main() -> None:
     finite32 = np.isfinite(scores) & ~collapsed
 
     result: dict = {"architectures": len(architectures), "all": args.all, "seed": args.seed, "batch": args.batch,
-                    "constants": list(constants), "threads": args.threads}
+                    "constants": list(constants), "threads": args.threads, "cpus": os.cpu_count(),
+                    "load_average_at_start": start_load}
     result["nan_float64"] = int(np.isnan(scores).sum())
     result["nan_float32"] = int((np.isnan(scores) | collapsed).sum())
     result["nan_float32_median_accuracy"] = float(np.median(accuracy[collapsed & np.isfinite(scores)])) if (collapsed & np.isfinite(scores)).any() else None
     result["nan_float64_max_accuracy"] = float(accuracy[np.isnan(scores)].max()) if np.isnan(scores).any() else None
     result["correlation_all"] = correlations(scores, accuracy)
     result["correlation_float32_finite"] = correlations(np.where(finite32, scores, np.nan), accuracy)
+    rescued = collapsed & np.isfinite(scores)
+    if rescued.sum() > 2:  # the architectures only float64 can score: how do they rank among themselves?
+        result["correlation_float32_nan_only"] = correlations(np.where(rescued, scores, np.nan), accuracy)
+        result["median_score"] = {"float32_finite": float(np.median(scores[finite32])), "float32_nan": float(np.median(scores[rescued]))}
+        result["median_accuracy"] = {"float32_finite": float(np.median(accuracy[finite32])), "float32_nan": float(np.median(accuracy[rescued]))}
     ranked_last = np.where(np.isnan(scores), -np.inf, scores)  # a NaN score ranks last, as in a search
     result["spearman_all_nan_ranked_last"] = float(spearmanr(ranked_last, accuracy)[0])
 
@@ -234,6 +287,10 @@ def main() -> None:
     result["checks"] = {"float32_nan_pattern_agrees": f"{agree}/{len(checks)}", "plain_float32_scores": plain32,
                         "float64_full_width_max_relative_output_difference": worst64, "float64_checked": args.checks64}
 
+    result["scores"] = [{"arch": space.format(a), "score": None if math.isnan(v) else float(v), "float32_nan": bool(c or math.isnan(v)),
+                         "cifar10_test_acc": float(t)} for a, v, c, t in zip(architectures, scores, collapsed, accuracy)]
+    if args.variants:
+        result["variants"] = variants(space, architectures, accuracy, Path(args.data), args.variants, 64)
     if Path(args.naslib).is_file():
         result["naslib_proxies_own_architectures"] = naslib_proxies(Path(args.naslib), table)
     result["paper"] = {"spearman": 0.87, "kendall": 0.69, "top10_spearman": 0.50, "pick_best_mean": 93.86}
@@ -243,6 +300,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     report(result)
     plot(scores, accuracy, collapsed, out.with_suffix(".png"), result)
+    print(f"load average: {start_load:.1f} at start, {os.getloadavg()[0]:.1f} at end ({os.cpu_count()} CPUs)")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
@@ -253,6 +311,11 @@ def report(r: dict) -> None:
     for name, v in (("all finite (float64)", c), ("float32-finite subset", c32)):
         print(f"{name:24} n={v['n']:5}  Spearman {v['spearman']:.3f}  Kendall {v['kendall']:.3f}  "
               f"top-10% Spearman {v['top10_spearman']:.3f}  Kendall {v['top10_kendall']:.3f}")
+    if "correlation_float32_nan_only" in r:
+        v = r["correlation_float32_nan_only"]
+        print(f"{'float32-NaN only':24} n={v['n']:5}  Spearman {v['spearman']:.3f}  Kendall {v['kendall']:.3f}; median score "
+              f"{r['median_score']['float32_nan']:.3g} vs {r['median_score']['float32_finite']:.3g} (float32-finite), median accuracy "
+              f"{r['median_accuracy']['float32_nan']:.2f} vs {r['median_accuracy']['float32_finite']:.2f}")
     print(f"Spearman with NaN ranked last: {r['spearman_all_nan_ranked_last']:.3f}")
     p = r["pick_best"]
     print(f"pick-best-of-{p['size']} over {p['draws']} draws (replacement={p['with_replacement']}): mean test accuracy "
