@@ -113,6 +113,18 @@ def test_float32_collapses_where_float64_does_not():
         assert math.isfinite(scorer.score(convs, x)) is finite
 
 
+def test_exponent_tracking_scores_what_float64_alone_cannot():
+    """Three conv-BN layers in series per cell, 15 cells: the w = 1e-7 output falls below 1e-308."""
+    space = NB201Space()
+    deep = space.parse("|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|")  # 91.2% trained
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = EpsinasScorer(space, verify_samples=0, use_supernet=False, rescale_at=None)
+    tracked = EpsinasScorer(space, verify_samples=0, use_supernet=False)
+    assert math.isnan(plain.score(deep, x)) and math.isfinite(tracked.score(deep, x))
+    shallow = space.parse("|skip_connect~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_3x3~2|")
+    assert tracked.score(shallow, x) == pytest.approx(plain.score(shallow, x), rel=1e-9)
+
+
 def test_architecture_ignoring_its_input_is_nan_not_a_crash():
     space = tiny_space()
     dead = space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")

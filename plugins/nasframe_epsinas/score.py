@@ -9,8 +9,11 @@ Two numerical facts shape the scorer (measured on NAS-Bench-201, see benchmarks/
 
 * **float32 underflows.** With w = 1e-7 a conv-BN pair scales activations by ~w^2 * fan_in / sqrt(eps)
   (~5e-10, since BN's eps dwarfs the batch variance), so an architecture whose every path crosses a
-  convolution in each cell ends below 1e-38 and its output is exactly 0: NaN score. The exponent
-  range of float64 (1e-308) holds every NAS-Bench-201 architecture, so the scorer computes in float64.
+  convolution in each cell ends below 1e-38 and its output is exactly 0: NaN score. float64 (1e-308)
+  rescues most but not all (~2% of NB201 still underflow). So the scorer computes in float64 *and*
+  tracks the exponent: at each stage boundary (where one tensor is live) the activation is rescaled
+  by a power of two (exact) and BatchNorm uses the tracked exponent in its variance term. Every
+  architecture whose output depends on its input then scores finite.
 * **Constant weights make every channel equal.** A convolution whose weights are all ``c`` gives each
   output channel ``c * sum over input channels`` of the window; per-channel BN, ReLU, pooling and
   sums keep equal channels equal. So a copy of the network with ``width`` channels computes the same
