@@ -12,6 +12,16 @@ from nasframe.spaces.nb101 import OPERATIONS, NB101Space, prune
 from nasframe.tabular import NB101Benchmark
 from nasframe_seminas import SemiNAS, run_search
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: extra threads only add hand-offs on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
 CHAIN = [[0, 1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0],
          [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0] * 7]
 
@@ -82,7 +92,7 @@ def test_seminas_searches_the_nb101_space_through_tokens():
             return torch.tensor([float(space.pruned(a)[1].count("conv3x3-bn-relu")) for a in architectures])
 
     strategy = SemiNAS(PrunedConvolutions(), budget=12, initial=6, per_iteration=3, unlabelled=16, top_k=6, steps=3,
-                       pseudo_steps=3, hidden_size=16, mlp_layers=(16,), seed=0)
+                       pseudo_steps=3, hidden_size=16, mlp_layers=(16,), fill_pool=16, seed=0)
     run_search(space, strategy)
     assert len({a for a, _ in strategy.history}) == 12 and all(space.validate(a) for a, _ in strategy.history)
     assert strategy.counts["iterations"] == 2

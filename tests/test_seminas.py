@@ -20,7 +20,16 @@ from nasframe.spaces.nb201 import NB201Space
 from nasframe_seminas import SemiNAS, SemiNASModel, run_search, train_steps
 
 TINY = dict(initial=6, per_iteration=3, unlabelled=32, top_k=6, steps=4, pseudo_steps=4, batch_size=16, hidden_size=16,
-            mlp_layers=(16,))
+            mlp_layers=(16,), fill_pool=32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny LSTMs: thread hand-offs cost more than they save, badly so on a shared machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_every_nb201_architecture_round_trips_through_tokens():
@@ -41,7 +50,7 @@ def test_autoencoder_reconstructs_what_it_was_trained_on():
     architectures = space.all_architectures()[::500]
     tokens = torch.tensor([space.encode(a, kind="tokens") for a in architectures])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    train_steps(model, optimizer, tokens, torch.zeros(len(tokens)), 150, 32, torch.Generator().manual_seed(0))
+    train_steps(model, optimizer, tokens, torch.zeros(len(tokens)), 100, 32, torch.Generator().manual_seed(0))
     memory, embedding = model.encoder(tokens)
     decoded = model.decoder.decode(memory, embedding)
     assert [space.from_tokens(t.tolist()) for t in decoded] == architectures
