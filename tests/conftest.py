@@ -21,3 +21,26 @@ def shared_path(relative: str) -> Path:
 @pytest.fixture(autouse=True)
 def _quiet_lightning(monkeypatch):
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+
+
+@pytest.fixture
+def native_cpu_kernels():
+    """oneDNN spends seconds building kernels for each new small convolution shape; torch's native
+    kernels suit tiny networks (restored after the test)."""
+    import torch
+
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = enabled
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: for tiny networks and LSTMs thread hand-offs cost more than they save."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

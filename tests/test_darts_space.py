@@ -9,16 +9,7 @@ from nasframe import ArchitectureError, Architecture, load_model
 from nasframe.export import SafetensorsExporter
 from nasframe.spaces.darts import EDGE_INDEX, EDGES, OPERATIONS, DARTSSpace, PathWeights, reduction_indices
 
-
-
-@pytest.fixture(autouse=True)
-def _small_kernels():
-    """oneDNN spends seconds building kernels for each new small convolution; the native ones suit
-    these tiny networks (restored after each test)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = enabled
+pytestmark = pytest.mark.usefixtures('native_cpu_kernels')
 
 
 def tiny(**overrides) -> DARTSSpace:

@@ -10,14 +10,7 @@ from nasframe.errors import ArchitectureError, NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.mbconv import MBConv, MBConvSpace
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared: one intra-op thread avoids OpenMP spinning against other processes
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny(**overrides) -> MBConvSpace:

@@ -22,14 +22,7 @@ from nasframe_seminas import SemiNAS, SemiNASModel, run_search, train_steps
 TINY = dict(initial=6, per_iteration=3, unlabelled=32, top_k=6, steps=4, pseudo_steps=4, batch_size=16, hidden_size=16,
             mlp_layers=(16,), fill_pool=32)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny LSTMs: thread hand-offs cost more than they save, badly so on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_every_nb201_architecture_round_trips_through_tokens():

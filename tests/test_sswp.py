@@ -15,16 +15,7 @@ from nasframe_sswp import Schedule, SSWPStrategy, binary_gates, rescale_, single
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-
-@pytest.fixture(autouse=True)
-def _small_kernels():
-    """oneDNN spends seconds building kernels for each new small convolution; the native ones suit
-    these tiny networks (restored after each test)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = enabled
+pytestmark = pytest.mark.usefixtures('native_cpu_kernels')
 
 
 def tiny() -> DARTSSpace:
