@@ -251,8 +251,9 @@ class NASModule(LightningModule):
         architecture = self.decide()
         directory = None
         if self.trainer.is_global_zero:
-            directory = self.export(self._default_export_dir())
-            rank_zero_info(self.summary(architecture, directory))
+            network = self.final_network(architecture)  # extracted once, for the export and the summary
+            directory = self.export(self._default_export_dir(), network=network)
+            rank_zero_info(self.summary(architecture, directory, network))
         self.hook.nasframe_search_end(nas=self, architecture=architecture, export_dir=directory)
 
     # ---- the result ---------------------------------------------------------------------------------
@@ -281,17 +282,19 @@ class NASModule(LightningModule):
         shape = tuple(shape) if len(shape) == 4 else (1, *shape)
         return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
-    def export(self, directory: str | Path, overwrite: bool | None = None) -> Path:
-        """Write the final architecture's standalone model into ``directory`` (atomically)."""
+    def export(self, directory: str | Path, overwrite: bool | None = None, network: nn.Module | None = None) -> Path:
+        """Write the final architecture's standalone model (``network``, default ``final_network``)
+        into ``directory`` (atomically)."""
         architecture = self.final_architecture or self.decide()
+        network = network if network is not None else self.final_network(architecture)
         self.exported_to = export_model(
-            self.hook, self.search_space, architecture, self.final_network(architecture), self.example_input(),
+            self.hook, self.search_space, architecture, network, self.example_input(),
             Path(directory), self.overwrite_export if overwrite is None else overwrite,
         )
         return self.exported_to
 
-    def summary(self, architecture: Architecture, directory: Path | None) -> str:
-        network = self.final_network(architecture)
+    def summary(self, architecture: Architecture, directory: Path | None, network: nn.Module | None = None) -> str:
+        network = network if network is not None else self.final_network(architecture)
         parameters = sum(p.numel() for p in network.parameters())
         lines = [
             "nasframe search finished",
