@@ -119,9 +119,10 @@ class CreamStrategy(SinglePathStrategy):
         accuracy = nas.batch_accuracy(step)
         if accuracy is not None and int(self.steps) > self.warmup_steps:
             index = torch.arange(self.matching_images, device=step.views[0].device) % step.batch_size
-            # the *new* path's own outputs are stored, not its teacher's
-            entry = BoardEntry(step.architecture, accuracy, self._flops(nas, step.architecture),
-                               step.views[0][index].detach().clone(), F.softmax(step.logits(0)[index].detach(), dim=1))
+            # the *new* path's own outputs are stored, not its teacher's; under DDP rank 0's images
+            # are stored on every rank, so every rank's matching network picks the same teacher
+            inputs, probs = nas.broadcast((step.views[0][index].detach().clone(), F.softmax(step.logits(0)[index].detach(), dim=1)))
+            entry = BoardEntry(step.architecture, accuracy, self._flops(nas, step.architecture), inputs, probs)
             self.board.consider(entry)
             self._log(nas, {"cream/board_size": float(len(self.board)), "cream/board_best": self.board.entries[0].accuracy})
         if self._teacher is not None and self.meta_every and int(self.steps) % self.meta_every == 0 and step.batch_size >= 2:
@@ -161,16 +162,17 @@ class CreamStrategy(SinglePathStrategy):
         updated = {n: params[n] - lr * g if g is not None else params[n] for n, g in zip(names, grads)}
         outer_logits = _Functional(supernet, {**updated, **buffers})(x[half:], step.architecture)
         labelled = y[half:] >= 0
-        if not bool(labelled.any()):
-            return float("nan")
-        outer_loss = F.cross_entropy(outer_logits[labelled], y[half:][labelled])
+        # no early return on a rank without labels: every rank must join the gradient mean below
+        outer_loss = (F.cross_entropy(outer_logits[labelled], y[half:][labelled]) if bool(labelled.any())
+                      else outer_logits.sum() * 0.0)
 
         optimizer = nas.optimizer("matching")
         optimizer = getattr(optimizer, "optimizer", optimizer)  # the raw optimizer: global_step counts weight steps only
         optimizer.zero_grad(set_to_none=True)
         meta_grads = torch.autograd.grad(outer_loss, list(self.matching.parameters()), allow_unused=True)
         for p, g in zip(self.matching.parameters(), meta_grads):
-            p.grad = torch.zeros_like(p) if g is None else g
+            # the matching network is not DDP-wrapped: average its gradients by hand so ranks stay equal
+            p.grad = nas.all_ranks_mean(torch.zeros_like(p) if g is None else g).to(p.dtype)
         optimizer.step()
         self._log(nas, {"cream/meta_loss": float(outer_loss.detach())})
         return float(outer_loss.detach())
