@@ -63,6 +63,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit-train", type=int, default=0, help="use only N training images (0: all)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="Cream: epochs before paths enter the board")
     parser.add_argument("--meta-every", type=int, default=20)
+    parser.add_argument("--margin", type=float, default=3.0, help="Cream: board entry margin (batch accuracy points)")
+    parser.add_argument("--board-scoring", choices=CreamStrategy.BOARD_SCORING, default="batch",
+                        help="Cream: 'batch' (the paper's: the training batch) or 'fixed' (a fixed set of training images)")
+    parser.add_argument("--score-images", type=int, default=256, help="Cream: size of the fixed scoring set")
+    parser.add_argument("--rescore-every", type=int, default=0, help="Cream: steps between re-measurements of the board")
+    parser.add_argument("--final-rescore", action=argparse.BooleanOptionalAction, default=False,
+                        help="Cream: re-measure the board paths on the scoring set before picking the final path")
+    parser.add_argument("--kd-temperature", type=float, default=1.0)
+    parser.add_argument("--kinds", nargs="+", choices=("spos", "cream"), default=["spos", "cream"],
+                        help="searches to run (targets need both)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1 is fastest on a loaded shared machine; at most 2 here)")
     parser.add_argument("--seed", type=int, default=0)
@@ -83,10 +93,13 @@ def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Pa
         strategy = SinglePathStrategy(seed=args.seed, flops_range=tuple(args.flops_range))
         objectives = [CrossEntropy()]
     else:
-        strategy = CreamStrategy(seed=args.seed, flops_range=tuple(args.flops_range), board_size=10, margin=3.0,
+        strategy = CreamStrategy(seed=args.seed, flops_range=tuple(args.flops_range), board_size=10, margin=args.margin,
                                  warmup_steps=int(args.warmup_epochs * steps_per_epoch), matching_images=8,
-                                 meta_every=args.meta_every, meta_lr=1e-3)
-        objectives = [CrossEntropy(), Distillation()]
+                                 meta_every=args.meta_every, meta_lr=1e-3, board_scoring=args.board_scoring,
+                                 score_images=args.score_images, rescore_every=args.rescore_every,
+                                 final_rescore=args.final_rescore)
+        objectives = [CrossEntropy(), Distillation(temperature=args.kd_temperature)]
+        _record_cream(strategy)
     seed_everything(args.seed, verbose=False)  # identical initial supernet weights for both searches
     nas = NASModule(space, strategy, objectives=objectives, export_dir=str(workdir / kind / "export"), overwrite_export=True,
                     optimizer=lambda p: torch.optim.SGD(p, lr=args.lr, momentum=0.9, weight_decay=4e-5),
@@ -97,6 +110,35 @@ def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Pa
     start = time.perf_counter()
     trainer.fit(nas, datamodule=data)
     return nas, time.perf_counter() - start
+
+
+def _record_cream(strategy: CreamStrategy) -> None:
+    """Diagnostics: how often each board rule fired, the rho values, how often the teacher was the board's best."""
+    stats = strategy.benchmark_stats = {"rules": {}, "rho": [], "teacher_rank": [], "steps_with_teacher": 0}
+    consider, before_loss = strategy.board.consider, strategy.before_loss
+
+    def counted_consider(entry):
+        rule = consider(entry)
+        stats["rules"][str(rule)] = stats["rules"].get(str(rule), 0) + 1
+        return rule
+
+    def recorded_before_loss(nas, step):
+        before_loss(nas, step)
+        if "distillation" in step.term_weights:
+            stats["steps_with_teacher"] += 1
+            stats["rho"].append(2 * float(step.term_weights["distillation"]))
+            ranks = [i for i, e in enumerate(strategy.board.entries) if e.architecture == step.extras["teacher_architecture"]]
+            stats["teacher_rank"].append(ranks[0] if ranks else -1)
+
+    strategy.board.consider, strategy.before_loss = counted_consider, recorded_before_loss
+
+
+def _summary(stats: dict[str, Any]) -> dict[str, Any]:
+    rho, ranks = stats["rho"], stats["teacher_rank"]
+    return {"board_rules": stats["rules"], "steps_with_teacher": stats["steps_with_teacher"],
+            "rho_mean": statistics.mean(rho) if rho else None, "rho_min": min(rho) if rho else None,
+            "rho_max": max(rho) if rho else None,
+            "teacher_is_board_best": sum(r == 0 for r in ranks) / len(ranks) if ranks else None}
 
 
 @torch.no_grad()
@@ -168,13 +210,14 @@ def main() -> None:
     results["settings"]["flops_range"] = list(args.flops_range)
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("spos", "cream"):
+        for kind in args.kinds:
             nas, seconds = search(kind, args, data, Path(tmp))
             supernet = nas.supernet.cpu()
             inherited = [inherited_accuracy(space, supernet, arch, data, recalibration) for arch in paths]
             final = nas.final_architecture
             final_inherited = inherited_accuracy(space, supernet, final, data, recalibration)
-            run = {"search_seconds": round(seconds, 1), "inherited": inherited,
+            run = {"search_seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, nas.global_step), 3),
+                   "steps": nas.global_step, "inherited": inherited,
                    "mean_inherited": statistics.mean(inherited), "std_inherited": statistics.pstdev(inherited),
                    "median_inherited": statistics.median(inherited), "final_architecture": space.format(final),
                    "final_flops": space.flops(final), "final_inherited": final_inherited,
@@ -182,49 +225,58 @@ def main() -> None:
             if kind == "cream":
                 run["board"] = [{"architecture": space.format(e.architecture), "batch_accuracy": e.accuracy, "flops": e.flops}
                                 for e in nas.strategy.board.entries]
+                run["diagnostics"] = _summary(nas.strategy.benchmark_stats)
+                print(f"cream diagnostics: {run['diagnostics']}", flush=True)
             runs[kind] = run
             print(f"[{time.perf_counter() - begin:6.0f}s] {kind}: searched in {seconds:.0f}s, mean inherited "
                   f"{run['mean_inherited']:.2f}%, final {run['final_architecture']} {final_inherited:.2f}%", flush=True)
 
     standalone = [standalone_accuracy(space, arch, data, args.standalone_epochs, args.lr, args.seed) for arch in ranked]
-    print(f"[{time.perf_counter() - begin:6.0f}s] stand-alone of {len(ranked)} paths: {[round(a, 1) for a in standalone]}", flush=True)
+    if ranked:
+        print(f"[{time.perf_counter() - begin:6.0f}s] stand-alone of {len(ranked)} paths: {[round(a, 1) for a in standalone]}", flush=True)
     target = torch.tensor(standalone, dtype=torch.float64)
     for kind, run in runs.items():
         preds = torch.tensor(run["inherited"][: len(ranked)], dtype=torch.float64)
-        run["kendall_tau"] = float(kendall_rank_corrcoef(preds, target)) if len(ranked) > 1 else float("nan")
-        run["spearman_rho"] = float(spearman_corrcoef(preds, target)) if len(ranked) > 1 else float("nan")
+        run["kendall_tau"] = float(kendall_rank_corrcoef(preds, target)) if len(ranked) > 1 else None
+        run["spearman_rho"] = float(spearman_corrcoef(preds, target)) if len(ranked) > 1 else None
         if not args.no_final_standalone:
             final = space.parse(run["final_architecture"])
             run["final_standalone"] = standalone_accuracy(space, final, data, args.standalone_epochs, args.lr, args.seed)
     results.update(runs=runs, random_paths=[space.format(a) for a in paths], standalone=standalone,
-                   median_standalone=statistics.median(standalone))
-    spos, cream = runs["spos"], runs["cream"]
-    results["targets"] = {
-        "cream_mean_at_least_spos_plus_1": cream["mean_inherited"] >= spos["mean_inherited"] + 1.0,
-        "cream_final_above_median_random": cream["final_above_median"],
-    }
+                   median_standalone=statistics.median(standalone) if standalone else None)
+    spos, cream = runs.get("spos", {}), runs.get("cream", {})
+    if spos and cream:
+        results["targets"] = {
+            "cream_mean_at_least_spos_plus_1": cream["mean_inherited"] >= spos["mean_inherited"] + 1.0,
+            "cream_final_above_median_random": cream["final_above_median"],
+        }
     results["total_seconds"] = round(time.perf_counter() - begin, 1)
 
-    rows = [("search time (s)", "search_seconds", "{:.0f}"), ("mean inherited acc, random paths (%)", "mean_inherited", "{:.2f}"),
+    rows = [("search time (s)", "search_seconds", "{:.0f}"), ("seconds per supernet step", "seconds_per_step", "{:.3f}"),
+            ("mean inherited acc, random paths (%)", "mean_inherited", "{:.2f}"),
             ("std inherited acc (%)", "std_inherited", "{:.2f}"), ("median inherited acc (%)", "median_inherited", "{:.2f}"),
             ("final path inherited acc (%)", "final_inherited", "{:.2f}"), ("final path FLOPs (M)", "final_flops", "{:.3f}"),
             ("final path above median random", "final_above_median", "{}"),
             ("final path stand-alone acc (%)", "final_standalone", "{:.2f}"),
             ("Kendall tau vs stand-alone", "kendall_tau", "{:.3f}"), ("Spearman rho vs stand-alone", "spearman_rho", "{:.3f}")]
+    median = f" (median {results['median_standalone']:.2f}%)" if standalone else ""
     print(f"\nCream vs SPOS on {Path(args.data).name}: {args.epochs} supernet epochs each, {len(paths)} random paths, "
-          f"{len(ranked)} trained stand-alone for {args.standalone_epochs} epoch(s) (median {results['median_standalone']:.2f}%)")
+          f"{len(ranked)} trained stand-alone for {args.standalone_epochs} epoch(s){median}")
     print(f"{'':40} {'SPOS':>12} {'Cream':>12}")
     for label, key, fmt in rows:
         cells = []
         for run in (spos, cream):
             value = run.get(key)
-            value = value / 1e6 if key == "final_flops" else value
+            value = value / 1e6 if key == "final_flops" and value is not None else value
             cells.append("-" if value is None else fmt.format(value))
         print(f"{label:40} {cells[0]:>12} {cells[1]:>12}")
-    print(f"final paths: SPOS {spos['final_architecture']} | Cream {cream['final_architecture']}")
-    print(f"targets: Cream mean >= SPOS + 1: {results['targets']['cream_mean_at_least_spos_plus_1']} "
-          f"({cream['mean_inherited'] - spos['mean_inherited']:+.2f} points); Cream final above median random: "
-          f"{results['targets']['cream_final_above_median_random']}; total {results['total_seconds']:.0f}s")
+    print(f"final paths: SPOS {spos.get('final_architecture', '-')} | Cream {cream.get('final_architecture', '-')}")
+    if "targets" in results:
+        print(f"targets: Cream mean >= SPOS + 1: {results['targets']['cream_mean_at_least_spos_plus_1']} "
+              f"({cream['mean_inherited'] - spos['mean_inherited']:+.2f} points); Cream final above median random: "
+              f"{results['targets']['cream_final_above_median_random']}; total {results['total_seconds']:.0f}s")
+    else:
+        print(f"total {results['total_seconds']:.0f}s")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))

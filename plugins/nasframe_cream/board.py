@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -78,6 +79,13 @@ class PrioritizedBoard:
         self.entries.append(entry)
         self._sort()
         return rule
+
+    def rescore(self, measure: Callable[[Architecture], float]) -> None:
+        """Replace every entry's accuracy by ``measure(architecture)`` (e.g. on a fixed scoring set with
+        the current weights) and re-sort: entries measured long ago on other batches become comparable."""
+        for entry in self.entries:
+            entry.accuracy = float(measure(entry.architecture))
+        self._sort()
 
     def _sort(self) -> None:
         self.entries.sort(key=lambda e: (-e.accuracy, e.flops))

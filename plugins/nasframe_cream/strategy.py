@@ -37,7 +37,21 @@ class CreamStrategy(SinglePathStrategy):
     order) into the matching network, which an Adam optimizer (``meta_lr``) updates.
 
     The final architecture is the best board path within ``flops_range``. Board, matching network,
-    step count and random generator are checkpoint state.
+    step count, scoring set and random generator are checkpoint state.
+
+    How board paths are measured (``board_scoring``):
+
+    * ``"batch"`` -- the paper's rule: a path's accuracy on the training batch it was trained on
+      (before its update). Cheap, but one batch of 64 images is a noisy measure when paths differ by
+      a point or two, and entries measured at different times on different batches are compared.
+    * ``"fixed"`` -- accuracy on a fixed scoring set of ``score_images`` training images (collected
+      from the first training batches, identical on every DDP rank), measured after the step's
+      update with batch-statistics BatchNorm (the supernet's running statistics are left untouched).
+      Every candidate and board path is measured on the same images, at the cost of one extra
+      forward pass of the scoring set per step after the warm-up.
+
+    Independently, ``rescore_every`` re-measures every board path on the scoring set with the current
+    weights every so many steps, and ``final_rescore`` does so once before the final path is picked.
 
     Args:
         seed: seeds the path sampler.
@@ -50,17 +64,34 @@ class CreamStrategy(SinglePathStrategy):
         meta_every: U, steps between meta updates of the matching network (0 disables them).
         meta_lr: Adam learning rate of the matching network.
         inner_lr: learning rate of the simulated student step; default the weight optimizer's.
+        board_scoring: ``"batch"`` (the paper's) or ``"fixed"``, see above.
+        score_images: size of the scoring set (used by ``"fixed"``, ``rescore_every``, ``final_rescore``).
+        rescore_every: steps between re-measurements of the board paths on the scoring set (0: never).
+        final_rescore: re-measure the board paths on the scoring set before picking the final path.
     """
+
+    BOARD_SCORING = ("batch", "fixed")
 
     def __init__(self, seed: int = 0, flops_range: tuple[float, float] | None = None, board_size: int = 10,
                  margin: float = 2.0, warmup_steps: int = 100, matching_images: int = 8, meta_every: int = 50,
-                 meta_lr: float = 1e-3, inner_lr: float | None = None, leaderboard_size: int = 10,
-                 max_resample: int = 1000) -> None:
+                 meta_lr: float = 1e-3, inner_lr: float | None = None, board_scoring: str = "batch",
+                 score_images: int = 256, rescore_every: int = 0, final_rescore: bool = False,
+                 leaderboard_size: int = 10, max_resample: int = 1000) -> None:
         super().__init__(seed, leaderboard_size=leaderboard_size, flops_range=flops_range, max_resample=max_resample)
         for name, value, low in (("warmup_steps", warmup_steps, 0), ("matching_images", matching_images, 1),
-                                 ("meta_every", meta_every, 0)):
+                                 ("meta_every", meta_every, 0), ("score_images", score_images, 1),
+                                 ("rescore_every", rescore_every, 0)):
             if value < low:
                 raise NASFrameError(f"CreamStrategy {name} must be >= {low}, got {value}")
+        if board_scoring not in self.BOARD_SCORING:
+            raise NASFrameError(f"CreamStrategy board_scoring must be one of {list(self.BOARD_SCORING)}, got {board_scoring!r}")
+        self.board_scoring = board_scoring
+        self.score_images = score_images
+        self.rescore_every = rescore_every
+        self.final_rescore = final_rescore
+        # the scoring set: labelled training images collected from the first batches (checkpoint state)
+        self.score_inputs: torch.Tensor | None = None
+        self.score_targets: torch.Tensor | None = None
         self.board = PrioritizedBoard(board_size, margin)
         self.warmup_steps = warmup_steps
         self.matching_images = matching_images
@@ -116,7 +147,13 @@ class CreamStrategy(SinglePathStrategy):
     def after_step(self, nas: NASModule, step: SearchStep, loss: torch.Tensor) -> None:
         super().after_step(nas, step, loss)  # the base leaderboard: a fallback before the board fills
         self.steps += 1
+        if self.needs_score_set and not self.score_set_ready:
+            self._collect_score_set(nas, step)
+            if self.score_set_ready and len(self.board):  # measured on batches so far: now on the set
+                self.board.rescore(lambda architecture: self.score(nas, architecture))
         accuracy = nas.batch_accuracy(step)
+        if accuracy is not None and self.board_scoring == "fixed" and self.score_set_ready:
+            accuracy = self.score(nas, step.architecture) if int(self.steps) > self.warmup_steps else accuracy
         if accuracy is not None and int(self.steps) > self.warmup_steps:
             index = torch.arange(self.matching_images, device=step.views[0].device) % step.batch_size
             # the *new* path's own outputs are stored, not its teacher's; under DDP rank 0's images
@@ -125,8 +162,53 @@ class CreamStrategy(SinglePathStrategy):
             entry = BoardEntry(step.architecture, accuracy, self._flops(nas, step.architecture), inputs, probs)
             self.board.consider(entry)
             self._log(nas, {"cream/board_size": float(len(self.board)), "cream/board_best": self.board.entries[0].accuracy})
+        if (self.rescore_every and int(self.steps) % self.rescore_every == 0 and len(self.board)
+                and self.score_set_ready):
+            self.board.rescore(lambda architecture: self.score(nas, architecture))
         if self._teacher is not None and self.meta_every and int(self.steps) % self.meta_every == 0 and step.batch_size >= 2:
             self.meta_update(nas, step)
+
+    # ---- the scoring set -------------------------------------------------------------------------
+    @property
+    def needs_score_set(self) -> bool:
+        return self.board_scoring == "fixed" or bool(self.rescore_every) or self.final_rescore
+
+    @property
+    def score_set_ready(self) -> bool:
+        return self.score_inputs is not None and len(self.score_inputs) >= self.score_images
+
+    def _collect_score_set(self, nas: NASModule, step: SearchStep) -> None:
+        """Append this batch's labelled images to the scoring set (rank 0's, on every rank)."""
+        mask = step.labelled
+        if mask is None:
+            return
+        inputs, targets = nas.broadcast((step.views[0][mask].detach().clone(), step.targets[mask].detach().clone()))
+        if self.score_inputs is not None:
+            inputs = torch.cat([self.score_inputs.to(inputs.device), inputs])
+            targets = torch.cat([self.score_targets.to(targets.device), targets])
+        self.score_inputs, self.score_targets = inputs[: self.score_images], targets[: self.score_images]
+
+    @torch.no_grad()
+    def score(self, nas: NASModule, architecture: Architecture) -> float:
+        """Top-1 accuracy (%) of ``architecture`` on the scoring set with the current weights.
+
+        BatchNorm uses the scoring set's batch statistics (the supernet's running statistics mix all
+        paths); the running statistics are restored afterwards, so scoring leaves no trace."""
+        if self.score_inputs is None:
+            raise NASFrameError("CreamStrategy has no scoring set yet (it is collected from the first training batches)")
+        supernet = nas.supernet
+        buffers = [b.clone() for b in supernet.buffers()]
+        training = supernet.training
+        supernet.train()
+        device = next(supernet.parameters()).device
+        try:
+            logits = supernet(self.score_inputs.to(device), architecture)
+        finally:
+            for b, saved in zip(supernet.buffers(), buffers):
+                b.copy_(saved)
+            supernet.train(training)
+        accuracy = (logits.argmax(1) == self.score_targets.to(device)).float().mean() * 100.0
+        return float(nas.all_ranks_mean(accuracy))
 
     @staticmethod
     def _log(nas: NASModule, metrics: dict[str, float]) -> None:
@@ -193,15 +275,20 @@ class CreamStrategy(SinglePathStrategy):
         return best.architecture if best is not None else super().current_architecture(nas)
 
     def final_architecture(self, nas: NASModule) -> Architecture:
+        if self.final_rescore and len(self.board) and self.score_set_ready and nas.supernet is not None:
+            self.board.rescore(lambda architecture: self.score(nas, architecture))
         return self.current_architecture(nas)
 
     # ---- checkpoint ------------------------------------------------------------------------------
     def search_state(self) -> dict[str, Any]:
-        return {**super().search_state(), "board": self.board.state()}
+        score = {} if self.score_inputs is None else {"score_inputs": self.score_inputs.cpu(),
+                                                      "score_targets": self.score_targets.cpu()}
+        return {**super().search_state(), "board": self.board.state(), **score}
 
     def load_search_state(self, state: dict[str, Any]) -> None:
         super().load_search_state(state)
         self.board.load_state(state["board"])
+        self.score_inputs, self.score_targets = state.get("score_inputs"), state.get("score_targets")
 
 
 class _Dispatch(nn.Module):
