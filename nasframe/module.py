@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,23 @@ class NASModule(LightningModule):
             return value
         return self.trainer.strategy.broadcast(value, src=0)
 
+    def map_across_ranks(self, items: Sequence[Any], score: Callable[[list[Any]], torch.Tensor]) -> torch.Tensor:
+        """``score(items)`` with the items divided between DDP ranks: rank r scores ``items[r::world]``
+        and every rank receives all scores, in item order, as a 1-D float64 CPU tensor (``score``
+        itself on one process). ``score`` returns one number per item; a rank with no share skips it."""
+        items = list(items)
+        world = 1 if self._trainer is None else self.trainer.world_size
+        if world == 1:
+            return score(items).double().cpu()
+        rank = self.trainer.global_rank
+        share = math.ceil(len(items) / world)
+        local = torch.full((share,), math.nan, dtype=torch.float64)
+        mine = items[rank::world]
+        if mine:
+            local[: len(mine)] = score(mine).double().cpu()
+        gathered = self.trainer.strategy.all_gather(local.to(self.device)).cpu()  # (world, share)
+        return gathered.t().reshape(-1)[: len(items)]  # item i was scored by rank i % world
+
     def optimizer(self, name: str) -> Any:
         """The optimizer registered under ``name`` (``"weights"`` or a strategy's own)."""
         if name not in self._optimizer_names:
@@ -248,6 +266,7 @@ class NASModule(LightningModule):
             self.log("val/accuracy", accuracy, batch_size=int(step.labelled.sum()), on_epoch=True, prog_bar=True)
 
     def on_fit_end(self) -> None:
+        self._buffers_from_rank_zero()
         architecture = self.decide()
         directory = None
         if self.trainer.is_global_zero:
@@ -255,6 +274,15 @@ class NASModule(LightningModule):
             directory = self.export(self._default_export_dir(), network=network)
             rank_zero_info(self.summary(architecture, directory, network))
         self.hook.nasframe_search_end(nas=self, architecture=architecture, export_dir=directory)
+
+    def _buffers_from_rank_zero(self) -> None:
+        """DDP averages gradients, not BatchNorm statistics: each rank's last steps (and forwards
+        outside DDP, such as teachers and evaluators) leave its own. Rank 0's go to every rank, so
+        all ranks end with the model that rank 0 exports and checkpoints."""
+        if self._trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return
+        for buffer in self.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
 
     # ---- the result ---------------------------------------------------------------------------------
     def decide(self) -> Architecture:

@@ -149,3 +149,20 @@ def test_weight_sharing_evaluator_scores_paths_with_a_trained_supernet(tmp_path)
     # the export carries the supernet's weights for the chosen path (weight preserving)
     torch.testing.assert_close(load_model(tmp_path / "e2")(torch.ones(2, 1, 8, 8)),
                                search.final_network(search.final_architecture)(torch.ones(2, 1, 8, 8)))
+
+
+def test_recalibrated_scores_do_not_depend_on_order_and_leave_the_supernet_alone():
+    from nasframe.evaluators import WeightSharingEvaluator
+
+    space = tiny_space(bn_track_running_stats=True)
+    nas = NASModule(space, RandomSearch(WeightSharingEvaluator(recalibrate_bn=True)))
+    generator = torch.Generator().manual_seed(0)
+    architectures = [space.sample(generator) for _ in range(4)]
+    x, y = torch.randn(16, 1, 8, 8, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+    before = {k: v.clone() for k, v in nas.supernet.state_dict().items()}
+    evaluator = WeightSharingEvaluator(recalibrate_bn=True)
+    forward = evaluator.score(nas, architectures, (x, y))
+    backward = evaluator.score(nas, architectures[::-1], (x, y)).flip(0)
+    torch.testing.assert_close(forward, backward)
+    for name, value in nas.supernet.state_dict().items():
+        torch.testing.assert_close(value, before[name])

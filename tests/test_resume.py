@@ -1,4 +1,5 @@
-"""A search killed with SIGKILL and resumed from its last checkpoint ends exactly where an uninterrupted run ends."""
+"""A search killed with SIGKILL and resumed from its last checkpoint ends exactly where an uninterrupted run ends:
+for each strategy kind and for each method plugin's example config (tests/searches.py)."""
 
 import json
 import signal
@@ -9,18 +10,20 @@ from pathlib import Path
 import pytest
 
 SCRIPT = str(Path(__file__).with_name("resume_search.py"))
+# the batch after which the run kills itself: past the first checkpoint (3 batches an epoch), before the end
+KILL_AT = {"single_path": 7, "differentiable": 5, "sample_based": 7, "epsinas": 4, "seminas": 4, "sswp": 7, "cream": 8}
 
 
 def run(kind, out, *extra):
-    return subprocess.run([sys.executable, SCRIPT, kind, str(out), *extra], capture_output=True, text=True)
+    return subprocess.run([sys.executable, SCRIPT, kind, str(out), *extra], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("kind, kill_at", [("single_path", 14), ("differentiable", 11), ("sample_based", 14)])
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kind, kill_at):
+@pytest.mark.parametrize("kind", list(KILL_AT))
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kind):
     straight = run(kind, tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    killed = run(kind, tmp_path / "crashed", "--kill-at", str(kill_at))
+    killed = run(kind, tmp_path / "crashed", "--kill-at", str(KILL_AT[kind]))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (tmp_path / "crashed" / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "crashed" / "result.json").exists()
 
@@ -31,3 +34,4 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, kind, kill_a
     assert got["final"] == expected["final"]
     assert got["state"] == expected["state"] and got["generator"] == expected["generator"]
     assert got["parameters"] == pytest.approx(expected["parameters"], rel=1e-6, abs=1e-6)
+    assert got["buffers"] == pytest.approx(expected["buffers"], rel=1e-6, abs=1e-6)

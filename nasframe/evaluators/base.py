@@ -37,3 +37,11 @@ class Evaluator(ABC):
 
     @abstractmethod
     def score(self, nas: NASModule, architectures: list[Architecture], batch: Any) -> torch.Tensor: ...
+
+    def state(self) -> dict[str, Any]:
+        """What a resumed search needs besides ``queried`` (e.g. a fixed batch); saved by the strategy
+        in its checkpoint state, so values must load with ``weights_only=True``."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``state`` returned."""

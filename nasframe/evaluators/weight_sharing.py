@@ -54,13 +54,31 @@ class WeightSharingEvaluator(Evaluator):
         if targets is None:
             raise ValueError("the weight-sharing evaluator needs labelled batches")
         was_training = supernet.training
+        saved = {name: b.clone() for name, b in supernet.named_buffers()} if self.recalibrate_bn else {}
         scores = []
         for architecture in architectures:
             if self.recalibrate_bn:
-                supernet.train()
-                supernet(views[0], architecture)
+                self._recalibrate(supernet, views[0], architecture)
             supernet.eval()
             logits = SearchStep(batch, architecture, supernet, stage="val").logits(0)
             scores.append((logits.argmax(1) == targets).double().mean().item() * 100.0)
         supernet.train(was_training)
+        if saved:  # the supernet's own statistics come back: scoring must not change the search
+            buffers = dict(supernet.named_buffers())
+            for name, value in saved.items():
+                buffers[name].copy_(value)
         return torch.tensor(scores, dtype=torch.float64)
+
+    @staticmethod
+    def _recalibrate(supernet: torch.nn.Module, inputs: torch.Tensor, architecture: Architecture) -> None:
+        """BatchNorm statistics of this path on ``inputs`` alone, so a score does not depend on
+        which paths were scored before it (or on which DDP rank)."""
+        norms = [m for m in supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: after one batch, exactly its statistics
+        supernet.train()
+        supernet(inputs, architecture)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum

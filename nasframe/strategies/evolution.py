@@ -28,8 +28,8 @@ class RegularizedEvolution(SampleBasedStrategy):
 
     def ask(self, nas) -> list[Architecture]:
         if len(self.population) < self.population_size:
-            architecture = self.sample_unseen(nas)
-            return [architecture] if architecture is not None else []
+            # the random first population in one step: DDP ranks share out its evaluations
+            return self.sample_unseen(nas, min(self.population_size - len(self.population), self.remaining))
         picks = torch.randperm(len(self.population), generator=self.generator)[: self.sample_size].tolist()
         parent = max((self.population[i] for i in picks), key=lambda member: member[1])[0]
         for _ in range(100):
@@ -37,8 +37,7 @@ class RegularizedEvolution(SampleBasedStrategy):
             if child not in self.seen:
                 return [child]
             parent = child  # walk on until an unseen neighbour turns up
-        architecture = self.sample_unseen(nas)
-        return [architecture] if architecture is not None else []
+        return self.sample_unseen(nas, 1)
 
     def tell(self, nas, architectures: list[Architecture], scores) -> None:
         for architecture, score in zip(architectures, scores.tolist()):

@@ -15,12 +15,4 @@ class RandomSearch(SampleBasedStrategy):
         self.candidates_per_step = candidates_per_step
 
     def ask(self, nas) -> list[Architecture]:
-        picks = []
-        for _ in range(min(self.candidates_per_step, self.remaining)):
-            architecture = self.sample_unseen(nas)
-            if architecture is None:
-                break
-            self.seen.add(architecture)  # keep one step's picks distinct
-            picks.append(architecture)
-        self.seen.difference_update(picks)
-        return picks
+        return self.sample_unseen(nas, min(self.candidates_per_step, self.remaining))

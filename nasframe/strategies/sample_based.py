@@ -49,20 +49,30 @@ class SampleBasedStrategy(SearchStrategy):
     def tell(self, nas: NASModule, architectures: list[Architecture], scores: torch.Tensor) -> None:
         """Learn from the scores (already appended to ``history``)."""
 
-    def sample_unseen(self, nas: NASModule, tries: int = 1000) -> Architecture | None:
-        for _ in range(tries):
-            architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
-            if architecture not in self.seen:
-                return architecture
-        return None
+    def sample_unseen(self, nas: NASModule, count: int, tries: int = 1000) -> list[Architecture]:
+        """Up to ``count`` distinct random architectures not evaluated yet (fewer when ``tries``
+        samples in a row miss: the space is nearly exhausted)."""
+        picks: dict[Architecture, None] = {}
+        for _ in range(count):
+            for _ in range(tries):
+                architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
+                if architecture not in self.seen and architecture not in picks:
+                    picks[architecture] = None
+                    break
+            else:
+                break
+        return list(picks)
 
     def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> None:
         candidates = [a for a in dict.fromkeys(self.ask(nas)) if a not in self.seen][: max(self.remaining, 0)] if self.remaining > 0 else []
         if not candidates:
             nas.stop_search()
             return None
-        # data-dependent evaluators see a different batch on each DDP rank: rank 0's scores decide
-        scores = nas.broadcast(self.evaluator.evaluate(nas, candidates, batch).double().cpu())
+        # Under DDP the candidates are shared out between the ranks, all scored on rank 0's batch,
+        # so that the scores equal those of one process (data-dependent evaluators included).
+        batch = nas.broadcast(batch)
+        scores = nas.map_across_ranks(candidates, lambda share: self.evaluator.evaluate(nas, share, batch))
+        self.evaluator.queried.update(candidates)  # each rank's evaluator saw its share only
         self.seen.update(candidates)
         self.history.extend(zip(candidates, scores.tolist()))
         self.tell(nas, candidates, scores)
@@ -81,9 +91,11 @@ class SampleBasedStrategy(SearchStrategy):
         return self.best()
 
     def search_state(self) -> dict[str, Any]:
-        return {"history": architectures_to_state([a for a, _ in self.history]), "scores": [s for _, s in self.history]}
+        return {"history": architectures_to_state([a for a, _ in self.history]), "scores": [s for _, s in self.history],
+                "evaluator": self.evaluator.state()}
 
     def load_search_state(self, state: dict[str, Any]) -> None:
         self.history = list(zip(architectures_from_state(state["history"]), state["scores"]))
         self.seen = {a for a, _ in self.history}
         self.evaluator.queried.update(self.seen)
+        self.evaluator.load_state(state.get("evaluator", {}))

@@ -39,7 +39,6 @@ class EpsinasEvaluator(Evaluator):
         self.batch_size = batch_size
         self.batch: torch.Tensor | None = None
         self.scorer: EpsinasScorer | None = None
-        self.nan_count = 0
 
     def set_batch(self, batch: Any) -> None:
         """Fix the batch every candidate is scored on (images, or ``(images, labels)``)."""
@@ -53,6 +52,13 @@ class EpsinasEvaluator(Evaluator):
             raise NASFrameError(f"EpsinasEvaluator needs at least 2 images in its batch, got {len(inputs)}")
         self.batch = inputs.detach().cpu()
 
+    def state(self) -> dict[str, Any]:
+        # the fixed batch: a resumed search must score its remaining candidates on the same images
+        return {"batch": self.batch}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.batch = state.get("batch")
+
     def scorer_for(self, space: Any) -> EpsinasScorer:
         if self.scorer is None or self.scorer.space is not space:
             self.scorer = EpsinasScorer(space, **self.options)
@@ -63,8 +69,6 @@ class EpsinasEvaluator(Evaluator):
             self.set_batch(batch)
         scores = self.scorer_for(nas.search_space).score_many(architectures, self.batch)
         nans = int(scores.isnan().sum())
-        if nans:
-            self.nan_count += nans
-            rank_zero_info(f"epsinas: {nans} of {len(architectures)} architectures have a constant output (NaN score; "
-                           f"{self.nan_count} so far)")
+        if nans:  # the strategy's log counts them over the whole search (this call may score one DDP rank's share)
+            rank_zero_info(f"epsinas: {nans} of {len(architectures)} architectures have a constant output (NaN score)")
         return scores

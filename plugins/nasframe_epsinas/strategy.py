@@ -36,15 +36,7 @@ class ZeroCostSearch(SampleBasedStrategy):
         self.top_k = top_k
 
     def ask(self, nas: Any) -> list[Architecture]:
-        picks: list[Architecture] = []
-        for _ in range(min(self.candidates_per_step, self.remaining)):
-            architecture = self.sample_unseen(nas)
-            if architecture is None:  # the space is smaller than num_samples
-                break
-            self.seen.add(architecture)
-            picks.append(architecture)
-        self.seen.difference_update(picks)
-        return picks
+        return self.sample_unseen(nas, min(self.candidates_per_step, self.remaining))  # fewer: the space is smaller
 
     def ranking(self) -> list[tuple[Architecture, float]]:
         """Scored architectures, best first; NaN scores last (in evaluation order)."""

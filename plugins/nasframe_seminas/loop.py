@@ -53,6 +53,9 @@ class SearchContext:
     def all_ranks_mean(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
+    def map_across_ranks(self, items: list[Any], score: Any) -> torch.Tensor:
+        return score(list(items)).double().cpu()
+
     def manual_backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
