@@ -20,7 +20,7 @@ def test_example_config_is_valid(config, capsys):
 
 
 @pytest.mark.parametrize("config", TINY, ids=lambda c: c.name)
-def test_same_seed_same_architecture(tmp_path, config):
+def test_same_seed_same_architecture(tmp_path, config, one_thread):
     chosen = []
     for run in ("first", "second"):
         export = tmp_path / run / "export"
