@@ -1,11 +1,12 @@
-"""Every example config parses; the tiny ones (embedded data) give the same architecture twice."""
+"""Every example config parses; the tiny ones (embedded data) and the cheap ones on ../shared/data, shrunk,
+give the same architecture twice."""
 
 import json
 import runpy
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, shared_path
 from nasframe.cli import main
 
 CONFIGS = sorted((ROOT / "examples").glob("*.yaml"))
@@ -36,3 +37,29 @@ def test_programmatic_example_runs(tmp_path, monkeypatch):
     module = runpy.run_path(str(ROOT / "examples" / "programmatic.py"))
     module["main"](export_dir=str(tmp_path / "export"), max_epochs=1)
     assert (tmp_path / "export" / "model.safetensors").is_file()
+
+
+STRATEGY = "--model.init_args.strategy.init_args."
+# the configs on ../shared/data, shrunk to a few seconds (their relative data paths assume the project root as cwd)
+SHARED = {
+    "evolution_nb201.yaml": ("nb201/nb201_test_accuracy.csv", [STRATEGY + "budget=40"]),
+    "seminas_nb201.yaml": ("nb201/nb201_test_accuracy.csv", [STRATEGY + "budget=32"]),
+    "epsinas_nb201.yaml": ("cifar10/cifar10_partial.npz", [STRATEGY + "num_samples=12", STRATEGY + "candidates_per_step=6",
+                                                           "--data.init_args.batch_size=32"]),
+    "random_epsinas_nb201.yaml": ("cifar10/cifar10_partial.npz", [STRATEGY + "budget=12", STRATEGY + "candidates_per_step=6",
+                                                                  "--data.init_args.batch_size=32"]),
+}
+
+
+@pytest.mark.parametrize("config", sorted(SHARED))
+def test_same_seed_same_architecture_on_shared_data(tmp_path, monkeypatch, config, one_thread):
+    needs, overrides = SHARED[config]
+    shared_path(needs)
+    monkeypatch.chdir(ROOT)
+    chosen = []
+    for run in ("first", "second"):
+        export = tmp_path / run / "export"
+        main(["fit", "--config", str(ROOT / "examples" / config), *overrides, "--trainer.default_root_dir", str(tmp_path / run),
+              "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--model.init_args.export_dir", str(export)])
+        chosen.append(json.loads((export / "architecture.json").read_text())["architecture"])
+    assert chosen[0] == chosen[1]
