@@ -32,7 +32,7 @@ def test_same_seed_same_architecture(tmp_path, config, one_thread):
     assert chosen[0] == chosen[1]
 
 
-def test_programmatic_example_runs(tmp_path, monkeypatch):
+def test_programmatic_example_runs(tmp_path, monkeypatch, one_thread):
     monkeypatch.chdir(tmp_path)
     module = runpy.run_path(str(ROOT / "examples" / "programmatic.py"))
     module["main"](export_dir=str(tmp_path / "export"), max_epochs=1)
