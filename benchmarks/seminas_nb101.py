@@ -4,10 +4,11 @@ On NASLib's 500-architecture NAS-Bench-101 sample (deduplicated by pruned cell, 
 network also sits in the training set), train the SemiNAS encoder-predictor-decoder on
 ``--labelled`` architectures with their 108-epoch validation accuracy, (a) plus ``--unlabelled``
 random NAS-Bench-101 architectures pseudo-labelled by the predictor, (b) on the labelled ones only
-(same number of updates, same initial weights), and report the Spearman correlation between
+(same number of updates, same initial weights; with pseudo-labels the labelled ones are up-sampled
+``--up-sample`` times, as in the paper), and report the Spearman correlation between
 predicted and true validation accuracy on the held-out architectures, over ``--repeats`` splits.
 
-    nice python benchmarks/seminas_nb101.py [--repeats 5] [--labelled 100] [--unlabelled 1000]
+    nice python benchmarks/seminas_nb101.py [--repeats 5] [--labelled 100] [--unlabelled 1000] [--up-sample 10]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def fit_and_score(space: NB101Space, labelled: list, targets: torch.Tensor, unla
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     mean, std = float(targets.mean()), float(targets.std())
     semi_supervised_fit(model, optimizer, encode(labelled), (targets - mean) / std, encode(unlabelled), args.steps,
-                        args.pseudo_steps, args.batch_size, torch.Generator().manual_seed(seed))
+                        args.pseudo_steps, args.batch_size, torch.Generator().manual_seed(seed), up_sample=args.up_sample)
     predicted = model.predict(encode(held_out)).tolist()
     return {"spearman": float(spearmanr(predicted, truth).statistic), "kendall": float(kendalltau(predicted, truth).statistic)}
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unlabelled", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=300, help="updates on the labelled data")
     parser.add_argument("--pseudo-steps", type=int, default=300, help="updates on labelled + pseudo-labelled")
+    parser.add_argument("--up-sample", type=int, default=10, help="labelled architectures repeated this many times next to the pseudo-labelled (the paper: 10)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "seminas_nb101.json"))
     args = parser.parse_args(argv)

@@ -151,3 +151,45 @@ def test_nb201_yaml_runs_on_the_table(tmp_path):
           "--model.init_args.strategy.init_args.budget", "20", "--model.init_args.strategy.init_args.steps", "3",
           "--model.init_args.strategy.init_args.pseudo_steps", "3", "--model.init_args.strategy.init_args.unlabelled", "50"])
     assert (export / "model.safetensors").is_file()
+
+
+def test_move_seeds_are_the_best_of_evaluated_and_pseudo_labelled_together():
+    archs = NB201Space().all_architectures()[:6]
+    labelled, pool = archs[:3], archs[3:]
+    strategy = SemiNAS(CountConvolutions(), seed=0, **{**TINY, "top_k": 3})
+    # pool[0] has the best pseudo-label; at the tie (0.5) the evaluated architecture comes first
+    assert strategy.move_seeds(labelled, [0.5, -1.0, 1.0], pool, [2.0, 0.2, 0.5]) == [pool[0], labelled[2], labelled[0]]
+    strategy.move_pseudo = False
+    assert strategy.move_seeds(labelled, [0.5, -1.0, 1.0], pool, [2.0, 0.2, 0.5]) == [labelled[2], labelled[0], labelled[1]]
+
+
+def test_pseudo_phase_up_samples_the_labelled_architectures(monkeypatch):
+    import nasframe_seminas.model as seminas_model
+
+    calls = []
+    monkeypatch.setattr(seminas_model, "train_steps", lambda model, opt, tokens, targets, *rest: calls.append((tokens, targets)))
+    space = NB201Space()
+    model = SemiNASModel.for_space(space, hidden_size=8, mlp_layers=(8,))
+    tokens = torch.tensor([space.encode(a, kind="tokens") for a in space.all_architectures()[:7]])
+    labelled, unlabelled, targets = tokens[:3], tokens[3:], torch.tensor([1.0, 2.0, 3.0])
+    pseudo = seminas_model.semi_supervised_fit(model, None, labelled, targets, unlabelled, 1, 1, 4, torch.Generator(), up_sample=10)
+    (first, first_targets), (both, both_targets) = calls
+    assert torch.equal(first, labelled) and len(both) == 3 * 10 + 4
+    assert torch.equal(both[:30], labelled.repeat(10, 1)) and torch.equal(both[30:], unlabelled)
+    assert torch.equal(both_targets[:30], targets.repeat(10)) and torch.equal(both_targets[30:], pseudo)
+    with pytest.raises(ValueError, match="up_sample"):
+        seminas_model.semi_supervised_fit(model, None, labelled, targets, unlabelled, 1, 1, 4, torch.Generator(), up_sample=0)
+
+
+def test_every_seed_keeps_moving_until_enough_new_architectures():
+    from nasframe_seminas import SearchContext
+
+    space = NB201Space()
+    strategy = SemiNAS(CountConvolutions(), budget=12, seed=4, **TINY)
+    run_search(space, strategy)
+    nas = SearchContext(space, strategy)
+    seeds = [a for a, _ in sorted(strategy.history, key=lambda t: -t[1])[:2]]
+    first_only = strategy._move(nas, seeds, 0)
+    several = strategy._move(nas, seeds, 5)
+    assert len(first_only) <= 2 < len(several)
+    assert len(set(several)) == len(several) and not set(several) & strategy.seen

@@ -110,13 +110,21 @@ def train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: t
 
 def semi_supervised_fit(model: SemiNASModel, optimizer: torch.optim.Optimizer, labelled: torch.Tensor, targets: torch.Tensor,
                         unlabelled: torch.Tensor, steps: int, pseudo_steps: int, batch_size: int,
-                        generator: torch.Generator) -> torch.Tensor:
+                        generator: torch.Generator, up_sample: int = 1) -> torch.Tensor:
     """SemiNAS's training: fit the N labelled sequences, pseudo-label the M unlabelled ones with
-    the predictor, then fit labelled and pseudo-labelled together. Returns the pseudo-labels.
-    With M = 0 the second phase trains on the labelled data alone (the ablation keeps the cost)."""
+    the predictor, then fit labelled and pseudo-labelled together, the labelled ones repeated
+    ``up_sample`` times (the paper's up-sampling ratio, 10) so that the M pseudo-labels do not
+    drown the N true ones. Returns the pseudo-labels. With M = 0 the second phase trains on the
+    labelled data alone (the ablation keeps the cost)."""
+    if not isinstance(up_sample, int) or up_sample < 1:
+        raise ValueError(f"up_sample must be an integer >= 1, got {up_sample!r}")
     with torch.autocast(device_type=model.device.type, enabled=False):
         train_steps(model, optimizer, labelled, targets, steps, batch_size, generator)
         pseudo = model.predict(unlabelled.to(model.device)).cpu() if len(unlabelled) else torch.zeros(0)
-        both = torch.cat([labelled, unlabelled]) if len(unlabelled) else labelled
-        train_steps(model, optimizer, both, torch.cat([targets.float(), pseudo]), pseudo_steps, batch_size, generator)
+        if len(unlabelled):
+            both = torch.cat([labelled.repeat(up_sample, 1), unlabelled])
+            both_targets = torch.cat([targets.float().repeat(up_sample), pseudo])
+        else:
+            both, both_targets = labelled, targets.float()
+        train_steps(model, optimizer, both, both_targets, pseudo_steps, batch_size, generator)
     return pseudo

@@ -24,10 +24,10 @@ class SemiNAS(SampleBasedStrategy):
 
     Each search step is one SemiNAS iteration: train the encoder-predictor-decoder on the
     ``N`` evaluated architectures (scores z-scored), pseudo-label ``unlabelled`` random
-    architectures with the predictor, train on both, move the embeddings of the ``top_k``
-    evaluated architectures along the predictor's gradient with a growing step until each decodes
-    into a valid, unseen architecture, and propose the ``per_iteration`` of them the predictor
-    likes best. The first step proposes ``initial`` random architectures. The final architecture
+    architectures with the predictor, train on both (the labelled ones up-sampled), move the
+    embeddings of the ``top_k`` best evaluated or pseudo-labelled architectures along the
+    predictor's gradient with a growing step, collecting the valid, unseen architectures they decode
+    into, and propose the ones the predictor likes best. The first step proposes ``initial`` random architectures. The final architecture
     is the best evaluated one.
 
     Sizes do not depend on ``budget``, so a run is a prefix of any longer run with the same seed
@@ -43,7 +43,14 @@ class SemiNAS(SampleBasedStrategy):
             ``max(per_iteration, round(growth * evaluated so far))``, so long searches take
             proportionally fewer (and cheaper) iterations without depending on ``budget``.
         unlabelled: M, random unseen architectures pseudo-labelled per iteration (0: no pseudo-labels).
-        top_k: evaluated architectures whose embeddings are moved.
+        top_k: architectures whose embeddings are moved: the best of the evaluated and (with
+            ``move_pseudo``, as in the paper) the pseudo-labelled ones together.
+        up_sample: the labelled architectures are repeated this many times next to the M
+            pseudo-labelled ones in the second training phase (the paper's ratio: 10).
+        move_pseudo: seeds may be pseudo-labelled architectures (the paper); False: evaluated only.
+        move_all: as in the paper, every seed keeps stepping and may contribute one new
+            architecture per step size, until enough are found; False: each seed stops at its
+            first new architecture (the behaviour before, which mostly left the proposals to ``fill``).
         steps: predictor updates per iteration on the labelled data; ``pseudo_steps`` on labelled +
             pseudo-labelled (the model is warm-started, so these are counted in updates, not epochs).
         batch_size, lr, weight_decay: the predictor's Adam (paper: lr 1e-3, weight decay 1e-4).
@@ -60,13 +67,13 @@ class SemiNAS(SampleBasedStrategy):
                  growth: float = 0.25,
                  lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
                  mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 2.0,
-                 max_steps: int = 12, fill: bool = True, fill_pool: int = 1000,
-                 seed: int = 0) -> None:
+                 max_steps: int = 12, fill: bool = True, fill_pool: int = 1000, up_sample: int = 10,
+                 move_pseudo: bool = True, move_all: bool = True, targets: str = "zscore", seed: int = 0) -> None:
         super().__init__(evaluator, budget, seed)
         for name, value, low in (("budget", budget, 1), ("initial", initial, 1), ("per_iteration", per_iteration, 1),
                                  ("unlabelled", unlabelled, 0), ("top_k", top_k, 1), ("steps", steps, 0),
                                  ("pseudo_steps", pseudo_steps, 0), ("batch_size", batch_size, 1), ("max_steps", max_steps, 1),
-                                 ("fill_pool", fill_pool, 0)):
+                                 ("fill_pool", fill_pool, 0), ("up_sample", up_sample, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"SemiNAS: {name} must be an integer >= {low}, got {value!r}")
         if step_size <= 0 or step_growth < 1:
@@ -78,7 +85,8 @@ class SemiNAS(SampleBasedStrategy):
         self.lr, self.weight_decay = lr, weight_decay
         self.model_args = dict(hidden_size=hidden_size, encoder_layers=encoder_layers, mlp_layers=tuple(mlp_layers), trade_off=trade_off)
         self.step_size, self.step_growth, self.max_steps, self.fill = step_size, step_growth, max_steps, fill
-        self.fill_pool = fill_pool
+        self.targets = targets
+        self.fill_pool, self.up_sample, self.move_pseudo, self.move_all = fill_pool, up_sample, move_pseudo, move_all
         self.model: SemiNASModel | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         # checkpointed data of the last iteration (for inspection and exact resume)
@@ -125,17 +133,22 @@ class SemiNAS(SampleBasedStrategy):
         mean, std = float(raw.mean()), float(raw.std()) if len(raw) > 1 else 1.0
         std = std if std > 1e-12 else 1.0
         self.target_stats = [mean, std]
+        targets = (raw - mean) / std
+        if self.targets == "rank":
+            ranks = raw.argsort().argsort().double()
+            targets = torch.distributions.Normal(0.0, 1.0).icdf((ranks + 0.5) / len(raw)).float()
         pool = self._random(nas, self.unlabelled, set())
         pool_tokens = self.tokens(nas, pool)
         optimizer = getattr(self._optimizer, "optimizer", self._optimizer)  # the raw torch optimizer (see train_steps)
-        pseudo = semi_supervised_fit(self.model, optimizer, self.tokens(nas, [a for a, _ in labelled]), (raw - mean) / std,
-                                     pool_tokens, self.steps, self.pseudo_steps, self.batch_size, self.generator)
+        pseudo = semi_supervised_fit(self.model, optimizer, self.tokens(nas, [a for a, _ in labelled]), targets,
+                                     pool_tokens, self.steps, self.pseudo_steps, self.batch_size, self.generator,
+                                     up_sample=self.up_sample)
         self.pseudo_tokens = pool_tokens.tolist()
         self.pseudo_labels = pseudo.tolist()
         self.counts["iterations"] += 1
 
-        seeds = [a for a, _ in sorted(labelled, key=lambda t: -t[1])[: self.top_k]]
-        moved = self._move(nas, seeds)
+        seeds = self.move_seeds([a for a, _ in labelled], targets.tolist(), pool, pseudo.tolist())
+        moved = self._move(nas, seeds, want if self.move_all else 0)
         picks = self._rank(nas, moved)[:want]
         self.counts["moved"] += len(picks)
         if len(picks) < want and self.fill:
@@ -149,6 +162,17 @@ class SemiNAS(SampleBasedStrategy):
             self.counts["filled"] += len(extra)
             picks += extra
         return picks
+
+    def move_seeds(self, labelled: Sequence[Architecture], targets: Sequence[float], pool: Sequence[Architecture],
+                   pseudo: Sequence[float]) -> list[Architecture]:
+        """The ``top_k`` architectures whose embeddings move: as in the paper, the best of the
+        evaluated (by their z-scored score) and the pseudo-labelled (by their pseudo-label) together,
+        so that pseudo-labels steer the proposals as well as the predictor; ties keep the evaluated
+        first. ``move_pseudo=False``: the evaluated ones only."""
+        ranked = [(float(z), i, a) for i, (a, z) in enumerate(zip(labelled, targets))]
+        if self.move_pseudo:
+            ranked += [(float(z), len(ranked) + i, a) for i, (a, z) in enumerate(zip(pool, pseudo))]
+        return [a for _, _, a in sorted(ranked, key=lambda t: (-t[0], t[1]))[: self.top_k]]
 
     def _random(self, nas: NASModule, count: int, exclude: set[Architecture], tries: int = 1000) -> list[Architecture]:
         """Up to ``count`` distinct random architectures, neither seen nor in ``exclude``."""
@@ -165,14 +189,17 @@ class SemiNAS(SampleBasedStrategy):
             picks.append(architecture)
         return picks
 
-    def _move(self, nas: NASModule, seeds: list[Architecture]) -> list[Architecture]:
-        """For each seed, the first step size whose decode is a valid architecture not seen yet."""
+    def _move(self, nas: NASModule, seeds: list[Architecture], want: int = 0) -> list[Architecture]:
+        """Valid, unseen architectures decoded from the seeds' embeddings moved along the predictor's
+        gradient with a growing step. ``want == 0``: each seed stops at its first new architecture.
+        ``want > 0`` (the paper's loop): every seed keeps stepping, each step size can add a new
+        architecture per seed, until at least ``want`` are found or the steps run out."""
         space = nas.search_space
         memory, gradient = self.model.gradients(self.tokens(nas, seeds).to(self.model.device))
         pending = list(range(len(seeds)))
         found: list[Architecture] = []
         for j in range(self.max_steps):
-            if not pending:
+            if not pending or (want and len(found) >= want):
                 break
             eta = self.step_size * self.step_growth**j
             decoded = self.model.decode_moved(memory[pending], gradient[pending], eta).cpu().tolist()
@@ -187,6 +214,8 @@ class SemiNAS(SampleBasedStrategy):
                     still.append(index)
                 else:
                     found.append(architecture)
+                    if want:
+                        still.append(index)
             pending = still
         return found
 
