@@ -63,6 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--limit-train", type=int, default=0, help="use only N training images (0: all)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="Cream: epochs before paths enter the board")
     parser.add_argument("--meta-every", type=int, default=20)
+    parser.add_argument("--meta-lr", type=float, default=1e-3, help="Cream: Adam learning rate of the matching network")
     parser.add_argument("--margin", type=float, default=3.0, help="Cream: board entry margin (batch accuracy points)")
     parser.add_argument("--board-scoring", choices=CreamStrategy.BOARD_SCORING, default="batch",
                         help="Cream: 'batch' (the paper's: the training batch) or 'fixed' (a fixed set of training images)")
@@ -70,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rescore-every", type=int, default=0, help="Cream: steps between re-measurements of the board")
     parser.add_argument("--final-rescore", action=argparse.BooleanOptionalAction, default=False,
                         help="Cream: re-measure the board paths on the scoring set before picking the final path")
+    parser.add_argument("--final-score-images", type=int, default=None,
+                        help="Cream: images of the final re-measurement (default --score-images)")
+    parser.add_argument("--save-supernets", default=None, help="directory to save the trained supernets in")
     parser.add_argument("--kd-temperature", type=float, default=1.0)
     parser.add_argument("--kinds", nargs="+", choices=("spos", "cream"), default=["spos", "cream"],
                         help="searches to run (targets need both)")
@@ -95,9 +99,9 @@ def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Pa
     else:
         strategy = CreamStrategy(seed=args.seed, flops_range=tuple(args.flops_range), board_size=10, margin=args.margin,
                                  warmup_steps=int(args.warmup_epochs * steps_per_epoch), matching_images=8,
-                                 meta_every=args.meta_every, meta_lr=1e-3, board_scoring=args.board_scoring,
+                                 meta_every=args.meta_every, meta_lr=args.meta_lr, board_scoring=args.board_scoring,
                                  score_images=args.score_images, rescore_every=args.rescore_every,
-                                 final_rescore=args.final_rescore)
+                                 final_rescore=args.final_rescore, final_score_images=args.final_score_images)
         objectives = [CrossEntropy(), Distillation(temperature=args.kd_temperature)]
         _record_cream(strategy)
     seed_everything(args.seed, verbose=False)  # identical initial supernet weights for both searches
@@ -213,6 +217,10 @@ def main() -> None:
         for kind in args.kinds:
             nas, seconds = search(kind, args, data, Path(tmp))
             supernet = nas.supernet.cpu()
+            if args.save_supernets:
+                Path(args.save_supernets).mkdir(parents=True, exist_ok=True)
+                torch.save({"supernet": supernet.state_dict(), "search_state": nas.strategy.search_state()},
+                           Path(args.save_supernets) / f"{kind}.pt")
             inherited = [inherited_accuracy(space, supernet, arch, data, recalibration) for arch in paths]
             final = nas.final_architecture
             final_inherited = inherited_accuracy(space, supernet, final, data, recalibration)

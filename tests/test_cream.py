@@ -123,6 +123,103 @@ def test_warmup_keeps_the_board_empty():
         assert len(nas.strategy.board) == (1 if i == 2 else 0)
 
 
+def test_board_rescore_replaces_stale_accuracies():
+    board = PrioritizedBoard(size=3, margin=0.0)
+    for name, accuracy in (("a", 60.0), ("b", 50.0), ("c", 40.0)):
+        board.consider(entry(name, accuracy, 100))
+    board.rescore(lambda architecture: {"a": 10.0, "b": 30.0, "c": 20.0}[architecture.choices[0]])
+    assert names(board) == ["b", "c", "a"] and [e.accuracy for e in board.entries] == [30.0, 20.0, 10.0]
+
+
+def test_fixed_scoring_set_measures_every_path_on_the_same_images():
+    nas = make_nas(warmup_steps=1, board_scoring="fixed", score_images=12)
+    strategy, space, supernet = nas.strategy, nas.search_space, nas.supernet
+    torch.manual_seed(1)
+    batches = [(torch.randn(8, 1, 8, 8), torch.randint(10, (8,))) for _ in range(3)]
+    paths = [space.parse(p) for p in ("k3_e4-k3_e4-k3_e4", "k7_e6-k5_e6-skip", "k5_e4-k3_e6-k7_e4")]
+    step = nas.new_step(batches[0], paths[0])
+    strategy.after_step(nas, step, torch.tensor(0.0))  # warm-up: collects images, no board entry
+    assert len(strategy.board) == 0 and not strategy.score_set_ready and len(strategy.score_inputs) == 8
+    step = nas.new_step(batches[1], paths[1])
+    strategy.after_step(nas, step, torch.tensor(0.0))
+    # the set is the first 12 labelled training images, in order
+    torch.testing.assert_close(strategy.score_inputs, torch.cat([batches[0][0], batches[1][0][:4]]))
+    torch.testing.assert_close(strategy.score_targets, torch.cat([batches[0][1], batches[1][1][:4]]))
+    running = [b.clone() for b in supernet.buffers()]
+    with torch.no_grad():
+        supernet.train()
+        expected = float((supernet(strategy.score_inputs, paths[1]).argmax(1) == strategy.score_targets).float().mean() * 100)
+    for b, saved in zip(supernet.buffers(), running):
+        b.copy_(saved)
+    assert strategy.board.entries[0].accuracy == pytest.approx(expected)
+    assert strategy.score(nas, paths[1]) == pytest.approx(expected)
+    for b, saved in zip(supernet.buffers(), running):  # scoring leaves the BatchNorm statistics alone
+        torch.testing.assert_close(b, saved)
+    # the batch rule would have stored the batch accuracy; the fixed rule stores the set's
+    batch_rule = make_nas(warmup_steps=1)
+    for batch, path in zip(batches[:2], paths[:2]):
+        batch_step = batch_rule.new_step(batch, path)
+        batch_rule.strategy.after_step(batch_rule, batch_step, torch.tensor(0.0))
+    assert batch_rule.strategy.board.entries[0].accuracy == pytest.approx(batch_rule.batch_accuracy(batch_step))
+    assert batch_rule.strategy.score_inputs is None  # no set is collected when nothing needs it
+
+    # the scoring set is checkpoint state, loadable with weights_only=True
+    buffer = __import__("io").BytesIO()
+    torch.save(strategy.search_state(), buffer)
+    buffer.seek(0)
+    restored = make_nas(board_scoring="fixed", score_images=12).strategy
+    restored.load_search_state(torch.load(buffer, weights_only=True))
+    assert restored.score_set_ready
+    torch.testing.assert_close(restored.score_inputs, strategy.score_inputs)
+
+
+def test_final_rescore_picks_the_best_path_on_the_scoring_set():
+    nas = make_nas(warmup_steps=0, final_rescore=True, score_images=8)
+    strategy, space = nas.strategy, nas.search_space
+    torch.manual_seed(2)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    paths = [space.parse(p) for p in ("k3_e4-k3_e4-k3_e4", "k7_e6-k5_e6-skip", "k5_e4-k3_e6-k7_e4")]
+    for path in paths:
+        strategy.after_step(nas, nas.new_step((x, y), path), torch.tensor(0.0))
+    assert strategy.score_set_ready and len(strategy.board) == 3
+    scores = {path: strategy.score(nas, path) for path in paths}
+    assert len(set(scores.values())) == 3  # distinct, so that picking the wrong path would show
+    worst = min(paths, key=lambda p: (scores[p], -space.flops(p)))
+    for e in strategy.board.entries:  # stale batch scores that favour the worst path on the set
+        e.accuracy = 100.0 if e.architecture == worst else 0.0
+    strategy.board._sort()
+    assert strategy.current_architecture(nas) == worst
+    best = max(scores.values())
+    final = strategy.final_architecture(nas)
+    assert scores[final] == best
+    assert sorted(e.accuracy for e in strategy.board.entries) == pytest.approx(sorted(scores.values()))
+
+
+def test_final_scoring_set_is_larger_and_measured_in_chunks():
+    nas = make_nas(warmup_steps=0, final_rescore=True, score_images=4, final_score_images=8)
+    strategy, space, supernet = nas.strategy, nas.search_space, nas.supernet
+    torch.manual_seed(3)
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(10, (6,))
+    path = space.parse("k5_e6-k3_e4-k7_e6")
+    strategy.after_step(nas, nas.new_step((x, y), path), torch.tensor(0.0))
+    assert strategy.score_set_ready and len(strategy.score_inputs) == 6  # enough for a step's measure
+    strategy.after_step(nas, nas.new_step((x, y), path), torch.tensor(0.0))
+    assert len(strategy.score_inputs) == 8  # the final set, collected no further
+    strategy.after_step(nas, nas.new_step((x, y), path), torch.tensor(0.0))
+    assert len(strategy.score_inputs) == 8
+    with torch.no_grad():
+        supernet.train()
+        hits = [(supernet(strategy.score_inputs[i:i + 4], path).argmax(1) == strategy.score_targets[i:i + 4]).sum()
+                for i in (0, 4)]
+    assert strategy.score(nas, path, 8) == pytest.approx(float(sum(hits)) / 8 * 100)
+    assert strategy.score(nas, path) == pytest.approx(float(hits[0]) / 4 * 100)
+
+
+def test_invalid_board_scoring_is_refused():
+    with pytest.raises(Exception, match="board_scoring"):
+        CreamStrategy(board_scoring="median")
+
+
 def test_search_meta_update_flops_range_and_checkpoint(tmp_path):
     space = tiny_space()
     flops = sorted(space.flops(space.sample(torch.Generator().manual_seed(i))) for i in range(50))
