@@ -193,3 +193,13 @@ def test_every_seed_keeps_moving_until_enough_new_architectures():
     several = strategy._move(nas, seeds, 5)
     assert len(first_only) <= 2 < len(several)
     assert len(set(several)) == len(several) and not set(several) & strategy.seen
+
+
+def test_rank_targets_are_an_opt_in_and_keep_the_prefix_property():
+    with pytest.raises(ValueError, match="targets"):
+        SemiNAS(CountConvolutions(), targets="minmax")
+    assert SemiNAS(CountConvolutions()).targets == "zscore"  # the paper's
+    space = NB201Space()
+    short, long = (SemiNAS(CountConvolutions(), budget=b, seed=6, targets="rank", **TINY) for b in (11, 17))
+    run_search(space, short), run_search(space, long)
+    assert [a for a, _ in short.history] == [a for a, _ in long.history[:11]]
