@@ -12,6 +12,12 @@ board, the matching network and distillation. Then, for each trained supernet:
 * Kendall tau (and Spearman rho) between inherited accuracy and a short stand-alone training from
   scratch of the first ``--ranked`` random paths.
 
+Cream's defaults here: the board measured on a fixed set of 256 training images and re-measured once an
+epoch, the final path picked after re-measuring the board on 1024 training images, and a matching
+network meta-updated every 10 steps at learning rate 0.02 (a 720-step search needs that to move rho
+at all). ``--board-scoring batch --rescore-epochs 0 --no-final-rescore --meta-every 20 --meta-lr 1e-3``
+gives the paper's rules (the training batch decides) with the previous defaults.
+
     python benchmarks/cream_cifar10.py                       # defaults: < 30 min on 2 shared CPU cores
     python benchmarks/cream_cifar10.py --epochs 1 --paths 4 --ranked 3 --standalone-epochs 1 --limit-train 512
 
@@ -51,7 +57,7 @@ SPACE = dict(stage_channels=(16, 24, 40, 48, 96), stage_layers=(1, 2, 2, 2, 1), 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_partial.npz"))
-    parser.add_argument("--epochs", type=int, default=6, help="supernet epochs, the same for both searches")
+    parser.add_argument("--epochs", type=int, default=10, help="supernet epochs, the same for both searches")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--flops-range", type=float, nargs=2, default=(2.5e6, 3.6e6))
@@ -62,17 +68,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--recalibration-batches", type=int, default=8)
     parser.add_argument("--limit-train", type=int, default=0, help="use only N training images (0: all)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="Cream: epochs before paths enter the board")
-    parser.add_argument("--meta-every", type=int, default=20)
-    parser.add_argument("--meta-lr", type=float, default=1e-3, help="Cream: Adam learning rate of the matching network")
+    parser.add_argument("--meta-every", type=int, default=10, help="Cream: steps between meta updates")
+    parser.add_argument("--meta-lr", type=float, default=0.02, help="Cream: Adam learning rate of the matching network")
     parser.add_argument("--margin", type=float, default=3.0, help="Cream: board entry margin (batch accuracy points)")
-    parser.add_argument("--board-scoring", choices=CreamStrategy.BOARD_SCORING, default="batch",
+    parser.add_argument("--board-scoring", choices=CreamStrategy.BOARD_SCORING, default="fixed",
                         help="Cream: 'batch' (the paper's: the training batch) or 'fixed' (a fixed set of training images)")
     parser.add_argument("--score-images", type=int, default=256, help="Cream: size of the fixed scoring set")
-    parser.add_argument("--rescore-every", type=int, default=0, help="Cream: steps between re-measurements of the board")
-    parser.add_argument("--final-rescore", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--rescore-epochs", type=float, default=1.0,
+                        help="Cream: epochs between re-measurements of the board on the scoring set (0: never)")
+    parser.add_argument("--final-rescore", action=argparse.BooleanOptionalAction, default=True,
                         help="Cream: re-measure the board paths on the scoring set before picking the final path")
-    parser.add_argument("--final-score-images", type=int, default=None,
-                        help="Cream: images of the final re-measurement (default --score-images)")
+    parser.add_argument("--final-score-images", type=int, default=1024, help="Cream: images of the final re-measurement")
     parser.add_argument("--save-supernets", default=None, help="directory to save the trained supernets in")
     parser.add_argument("--kd-temperature", type=float, default=1.0)
     parser.add_argument("--kinds", nargs="+", choices=("spos", "cream"), default=["spos", "cream"],
@@ -100,7 +106,7 @@ def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Pa
         strategy = CreamStrategy(seed=args.seed, flops_range=tuple(args.flops_range), board_size=10, margin=args.margin,
                                  warmup_steps=int(args.warmup_epochs * steps_per_epoch), matching_images=8,
                                  meta_every=args.meta_every, meta_lr=args.meta_lr, board_scoring=args.board_scoring,
-                                 score_images=args.score_images, rescore_every=args.rescore_every,
+                                 score_images=args.score_images, rescore_every=int(args.rescore_epochs * steps_per_epoch),
                                  final_rescore=args.final_rescore, final_score_images=args.final_score_images)
         objectives = [CrossEntropy(), Distillation(temperature=args.kd_temperature)]
         _record_cream(strategy)
