@@ -27,8 +27,8 @@ class SemiNAS(SampleBasedStrategy):
     architectures with the predictor, train on both (the labelled ones up-sampled), move the
     embeddings of the ``top_k`` best evaluated or pseudo-labelled architectures along the
     predictor's gradient with a growing step, collecting the valid, unseen architectures they decode
-    into, and propose the ones the predictor likes best. The first step proposes ``initial`` random architectures. The final architecture
-    is the best evaluated one.
+    into, and propose the ones the predictor likes best. The first step proposes ``initial`` random
+    architectures. The final architecture is the best evaluated one.
 
     Sizes do not depend on ``budget``, so a run is a prefix of any longer run with the same seed
     (a budget-B run returns the best of the first B evaluations of a longer one). Defaults follow
@@ -145,7 +145,7 @@ class SemiNAS(SampleBasedStrategy):
         self.target_stats = [mean, std]
         targets = (raw - mean) / std
         if self.targets == "rank":
-            ranks = raw.argsort().argsort().double()
+            ranks = raw.argsort(stable=True).argsort(stable=True).double()
             targets = torch.distributions.Normal(0.0, 1.0).icdf((ranks + 0.5) / len(raw)).float()
         pool = self._random(nas, self.unlabelled, set())
         pool_tokens = self.tokens(nas, pool)
