@@ -16,7 +16,6 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from nasframe.errors import CheckpointError, NASFrameError
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
@@ -141,13 +140,20 @@ class NASModule(LightningModule):
         return total
 
     def batch_accuracy(self, step: SearchStep) -> float | None:
-        """Top-1 accuracy (%) of ``step``'s logits on its labelled samples, or None without labels."""
+        """Top-1 accuracy (%) of ``step``'s logits on the labelled samples of every DDP rank's batch
+        together, or None when no rank has a label. Every rank joins the reduction, even one whose
+        batch happens to hold no labels, and gets the same number back."""
         mask = step.labelled
-        if mask is None or not bool(mask.any()):
+        if mask is None:  # a label-free dataset: the same on every rank
             return None
-        logits = step.logits(0).detach()[mask]
-        accuracy = multiclass_accuracy(logits, step.targets[mask], num_classes=logits.shape[1], average="micro") * 100.0
-        return float(self.all_ranks_mean(accuracy))
+        logits = step.logits(0).detach()
+        correct = (logits[mask].argmax(1) == step.targets[mask]).sum()
+        counts = torch.stack([correct, mask.sum()]).float()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        if counts[1] == 0:
+            return None
+        return float(counts[0] / counts[1]) * 100.0
 
     def all_ranks_mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of ``value`` over DDP ranks (itself on one process): decisions taken from it agree on every rank."""
