@@ -32,7 +32,14 @@ PLUGIN_SEARCHES = {
     "cream": ("cream_mbconv_digits.yaml", [STRATEGY + "warmup_steps=2", STRATEGY + "board_size=3", STRATEGY + "meta_every=2",
                                            STRATEGY + "matching_images=4", "--data.init_args.batch_size=16"]),
 }
-KINDS = ["single_path", "differentiable", "sample_based", *PLUGIN_SEARCHES]
+# single-path SimCLR + cross-entropy with 10% labels in batches of 4: some steps give one rank no
+# labelled image, and every rank must still join the batch-accuracy reduction
+PARTLY_LABELLED = ("sswp_darts_digits.yaml", [
+    "--model.init_args.strategy=nasframe.strategies.SinglePathStrategy", "--model.init_args.strategy.init_args.seed=4",
+    "--model.init_args.search_space.init_args.cells=2", "--data.init_args.batch_size=4", "--data.init_args.label_fraction=0.1",
+    "--data.init_args.architecture_split=0.0",
+    '--model.init_args.objectives=[{"class_path": "nasframe.objectives.SimCLR"}, {"class_path": "nasframe.objectives.CrossEntropy"}]'])
+KINDS = ["single_path", "partly_labelled", "differentiable", "sample_based", *PLUGIN_SEARCHES]
 
 
 class CountingConvolutions(CountConvolutions):
@@ -59,6 +66,8 @@ def build(kind: str, out: Path, limit_train: int = 96) -> tuple[NASModule, Any]:
     export = dict(export_dir=str(out / "export"), overwrite_export=True)
     if kind == "single_path":
         return NASModule(tiny_space(), Recording(seed=4), **export), tiny_data(batch_size=16, limit_train=limit_train)
+    if kind == "partly_labelled":
+        return from_example(*PARTLY_LABELLED, out, limit_train)
     if kind == "differentiable":
         return NASModule(tiny_space(), Mixture(), **export), tiny_data(batch_size=16, limit_train=limit_train, architecture_split=0.5)
     if kind == "sample_based":

@@ -16,7 +16,7 @@ SCRIPT = str(Path(__file__).with_name("ddp_search.py"))
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_ranks_agree_and_export_once(tmp_path, kind):
-    run = subprocess.run([sys.executable, SCRIPT, kind, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, SCRIPT, kind, str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     for key in ("final", "state", "generator", "proposed", "parameters", "buffers"):
