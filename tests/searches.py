@@ -30,7 +30,10 @@ PLUGIN_SEARCHES = {
     "sswp": ("sswp_darts_digits.yaml", ["--model.init_args.search_space.init_args.cells=2", STRATEGY + "architecture_every=2",
                                         "--data.init_args.batch_size=16"]),
     "cream": ("cream_mbconv_digits.yaml", [STRATEGY + "warmup_steps=2", STRATEGY + "board_size=3", STRATEGY + "meta_every=2",
-                                           STRATEGY + "matching_images=4", "--data.init_args.batch_size=16"]),
+                                           STRATEGY + "matching_images=4", "--data.init_args.batch_size=16",
+                                           # the non-paper scoring options too: their scoring set is state and rank 0's
+                                           STRATEGY + "board_scoring=fixed", STRATEGY + "score_images=24",
+                                           STRATEGY + "rescore_every=3", STRATEGY + "final_rescore=true"]),
 }
 # single-path SimCLR + cross-entropy with 10% labels in batches of 4: some steps give one rank no
 # labelled image, and every rank must still join the batch-accuracy reduction
