@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nasframe.buffers import buffers_restored
 from nasframe.errors import CheckpointError
 from nasframe.evaluators.base import Evaluator
 from nasframe.spaces.architecture import Architecture
@@ -53,20 +54,14 @@ class WeightSharingEvaluator(Evaluator):
         views, targets = split_batch(batch)
         if targets is None:
             raise ValueError("the weight-sharing evaluator needs labelled batches")
-        was_training = supernet.training
-        saved = {name: b.clone() for name, b in supernet.named_buffers()} if self.recalibrate_bn else {}
         scores = []
-        for architecture in architectures:
-            if self.recalibrate_bn:
-                self._recalibrate(supernet, views[0], architecture)
-            supernet.eval()
-            logits = SearchStep(batch, architecture, supernet, stage="val").logits(0)
-            scores.append((logits.argmax(1) == targets).double().mean().item() * 100.0)
-        supernet.train(was_training)
-        if saved:  # the supernet's own statistics come back: scoring must not change the search
-            buffers = dict(supernet.named_buffers())
-            for name, value in saved.items():
-                buffers[name].copy_(value)
+        with buffers_restored(supernet):  # scoring must not change the search's statistics
+            for architecture in architectures:
+                if self.recalibrate_bn:
+                    self._recalibrate(supernet, views[0], architecture)
+                supernet.eval()
+                logits = SearchStep(batch, architecture, supernet, stage="val").logits(0)
+                scores.append((logits.argmax(1) == targets).double().mean().item() * 100.0)
         return torch.tensor(scores, dtype=torch.float64)
 
     @staticmethod

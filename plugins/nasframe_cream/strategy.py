@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from nasframe.buffers import buffers_restored
 from nasframe.errors import NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.step import SearchStep
@@ -210,21 +211,15 @@ class CreamStrategy(SinglePathStrategy):
         if self.score_inputs is None:
             raise NASFrameError("CreamStrategy has no scoring set yet (it is collected from the first training batches)")
         supernet = nas.supernet
-        buffers = [b.clone() for b in supernet.buffers()]
-        training = supernet.training
-        supernet.train()
         device = next(supernet.parameters()).device
         count = min(images or self.score_images, len(self.score_inputs))
         correct = torch.zeros((), device=device)
-        try:
+        with buffers_restored(supernet):
+            supernet.train()
             for start in range(0, count, self.score_images):
                 end = min(count, start + self.score_images)
                 logits = supernet(self.score_inputs[start:end].to(device), architecture)
                 correct += (logits.argmax(1) == self.score_targets[start:end].to(device)).sum()
-        finally:
-            for b, saved in zip(supernet.buffers(), buffers):
-                b.copy_(saved)
-            supernet.train(training)
         return float(nas.all_ranks_mean(correct / count * 100.0))
 
     @staticmethod
