@@ -80,6 +80,8 @@ def parse_args() -> argparse.Namespace:
                         help="Cream: re-measure the board paths on the scoring set before picking the final path")
     parser.add_argument("--final-score-images", type=int, default=1024, help="Cream: images of the final re-measurement")
     parser.add_argument("--save-supernets", default=None, help="directory to save the trained supernets in")
+    parser.add_argument("--weight-sharing", choices=("independent", "nested"), default="independent",
+                        help="supernet candidates: 'independent' (the paper's) or 'nested' slices of the largest")
     parser.add_argument("--kd-temperature", type=float, default=1.0)
     parser.add_argument("--kinds", nargs="+", choices=("spos", "cream"), default=["spos", "cream"],
                         help="searches to run (targets need both)")
@@ -97,7 +99,7 @@ def make_data(args: argparse.Namespace) -> NpzDataModule:
 
 
 def search(kind: str, args: argparse.Namespace, data: NpzDataModule, workdir: Path) -> tuple[NASModule, float]:
-    space = MBConvSpace(**SPACE)
+    space = MBConvSpace(**SPACE, weight_sharing=args.weight_sharing)
     steps_per_epoch = len(data.train_dataloader())
     if kind == "spos":
         strategy = SinglePathStrategy(seed=args.seed, flops_range=tuple(args.flops_range))
@@ -210,7 +212,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     begin = time.perf_counter()
     data = make_data(args)
-    space = MBConvSpace(**SPACE)
+    space = MBConvSpace(**SPACE, weight_sharing=args.weight_sharing)
     paths = random_paths(space, args.paths, tuple(args.flops_range), args.seed)
     recalibration = [x for _, (x, _) in zip(range(args.recalibration_batches), data.train_dataloader())]
     ranked = paths[: args.ranked]
@@ -274,7 +276,7 @@ def main() -> None:
             ("final path stand-alone acc (%)", "final_standalone", "{:.2f}"),
             ("Kendall tau vs stand-alone", "kendall_tau", "{:.3f}"), ("Spearman rho vs stand-alone", "spearman_rho", "{:.3f}")]
     median = f" (median {results['median_standalone']:.2f}%)" if standalone else ""
-    print(f"\nCream vs SPOS on {Path(args.data).name}: {args.epochs} supernet epochs each, {len(paths)} random paths, "
+    print(f"\nCream vs SPOS on {Path(args.data).name}, {args.weight_sharing} supernet: {args.epochs} epochs each, {len(paths)} random paths, "
           f"{len(ranked)} trained stand-alone for {args.standalone_epochs} epoch(s){median}")
     print(f"{'':40} {'SPOS':>12} {'Cream':>12}")
     for label, key, fmt in rows:

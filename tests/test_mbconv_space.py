@@ -73,9 +73,10 @@ def test_flops_table_is_exact():
     assert space.flops(space.parse("k3_e4-k3_e4-skip")) < space.flops(a)
 
 
-def test_extract_equals_supernet_under_a_fixed_path():
+@pytest.mark.parametrize("weight_sharing", ["independent", "nested"])
+def test_extract_equals_supernet_under_a_fixed_path(weight_sharing):
     torch.manual_seed(0)
-    space = tiny()
+    space = tiny(weight_sharing=weight_sharing)
     supernet = space.supernet()
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(1)
@@ -94,3 +95,31 @@ def test_extract_equals_supernet_under_a_fixed_path():
         assert sum(p.numel() for p in network.parameters()) < sum(p.numel() for p in supernet.parameters())
     with pytest.raises(NASFrameError, match="needs the path"):
         supernet(x)
+
+
+def test_nested_candidates_are_slices_of_one_block():
+    torch.manual_seed(0)
+    independent, nested = tiny().supernet(), tiny(weight_sharing="nested").supernet()
+    assert sum(p.numel() for p in nested.parameters()) < sum(p.numel() for p in independent.parameters()) / 2
+    space = tiny(weight_sharing="nested")
+    block = nested.blocks[2]  # 16 -> 16 channels, stride 1: kernels 3/5/7 x expansions 4/6, or skip
+    small, large = block.candidate_state("k3_e4"), block.candidate_state("k7_e6")
+    # k3_e4 is the centre 3x3 of the first 64 of k7_e6's 96 depthwise filters, and the first 64 expand rows
+    torch.testing.assert_close(small["depthwise.0.weight"], large["depthwise.0.weight"][:64, :, 2:5, 2:5], rtol=0, atol=0)
+    torch.testing.assert_close(small["expand.0.weight"], large["expand.0.weight"][:64], rtol=0, atol=0)
+    assert small["expand.1.weight"].shape == (64,)  # BatchNorm is the candidate's own
+    assert block.candidate_state("skip") == {}
+    # a step on one path moves the weights the other paths are sliced from
+    before = space.extract(nested, space.parse("k3_e4-k3_e4-k3_e4")).blocks[2].depthwise[0].weight.clone()
+    torch.nn.functional.cross_entropy(nested(torch.randn(4, 1, 8, 8), space.parse("k7_e6-k7_e6-k7_e6")),
+                                      torch.tensor([0, 1, 2, 3])).backward()
+    torch.optim.SGD(nested.parameters(), lr=1.0).step()
+    after = space.extract(nested, space.parse("k3_e4-k3_e4-k3_e4")).blocks[2].depthwise[0].weight
+    assert not torch.equal(before, after)
+    with pytest.raises(NASFrameError, match="weight_sharing must be 'independent' or 'nested'"):
+        tiny(weight_sharing="shared")
+    with pytest.raises(NASFrameError, match="4 searchable blocks; was it built by a different space"):
+        tiny(stage_layers=(1, 3)).extract(nested, tiny(stage_layers=(1, 3)).parse("k3_e4-k3_e4-k3_e4-k3_e4"))
+    wider = tiny(stage_channels=(8, 24), weight_sharing="nested")
+    with pytest.raises(NASFrameError, match="do not fit 'k3_e4-k3_e4-k3_e4'; was it built by a different 'mbconv' space"):
+        wider.extract(nested, wider.parse("k3_e4-k3_e4-k3_e4"))
