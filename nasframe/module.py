@@ -80,6 +80,7 @@ class NASModule(LightningModule):
         self.exported_to: Path | None = None
         self.example_input_shape: tuple[int, ...] | None = None
         self._optimizer_names: list[str] = []
+        self._train_batches_with_loss = self._unlabelled_train_batches = 0  # per epoch
 
         self._plugin_manager = self._make_plugin_manager(plugins)
         self.supernet = self.hook.nasframe_build_supernet() if strategy.needs_supernet else None
@@ -121,6 +122,12 @@ class NASModule(LightningModule):
                     raise NASFrameError(f"two objectives return a loss term named {name!r}; give them distinct names")
                 terms[name] = value
         if not terms:
+            if step.stage == "train" and step.targets is not None and not bool(step.labelled.any()):
+                # a partly labelled dataset can hand a small batch no label: it teaches supervised
+                # objectives nothing, yet the step runs (a zero loss) so that DDP ranks stay in step;
+                # an epoch of nothing but such batches is an error (on_train_epoch_end)
+                self._unlabelled_train_batches += 1
+                return step.logits(0).sum() * 0.0
             names = [type(o).__name__ for o in self.objectives]
             labels = "no labels" if step.targets is None else f"{int(step.labelled.sum())} labelled"
             raise NASFrameError(
@@ -132,6 +139,8 @@ class NASModule(LightningModule):
             values = {name: float(value.detach()) for name, value in terms.items()}
             raise NASFrameError(f"the {step.stage} loss is not finite at global step {self.global_step}: {values}. "
                                 "Lower the learning rate or check the data for NaN/inf values.")
+        if step.stage == "train":
+            self._train_batches_with_loss += 1
         on_step = step.stage != "val"
         for name, value in terms.items():
             self.log(f"{step.stage}/{name}", value.detach(), batch_size=step.batch_size, on_step=on_step, on_epoch=True)
@@ -251,7 +260,18 @@ class NASModule(LightningModule):
             self.optimizers().step()
         return result
 
+    def on_train_epoch_start(self) -> None:
+        self._train_batches_with_loss = self._unlabelled_train_batches = 0
+
     def on_train_epoch_end(self) -> None:
+        counts = torch.tensor([self._unlabelled_train_batches, self._train_batches_with_loss], dtype=torch.float64)
+        if self.trainer.world_size > 1:  # pooled, so every rank decides alike
+            counts = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").cpu()
+        if counts[0] > 0 and counts[1] == 0:
+            names = [type(o).__name__ for o in self.objectives]
+            raise NASFrameError(f"no training batch of epoch {self.current_epoch} held a labelled image, so the objectives "
+                                f"{names} never produced a loss; raise the data's label_fraction or add a "
+                                "self-supervised objective")
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()

@@ -245,9 +245,11 @@ def test_search_meta_update_flops_range_and_checkpoint(tmp_path):
     assert board_state["architectures"] == [e.architecture.to_dict() for e in strategy.board.entries]
 
 
-def test_yaml_end_to_end(tmp_path):
+@pytest.mark.parametrize("weight_sharing", ["independent", "nested"])
+def test_yaml_end_to_end(tmp_path, weight_sharing):
     export = tmp_path / "export"
     main(["fit", "--config", str(ROOT / "examples" / "cream_mbconv_digits.yaml"), "--trainer.max_steps", "10",
+          "--model.init_args.search_space.init_args.weight_sharing", weight_sharing,
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
           "--trainer.limit_val_batches", "1", "--model.init_args.strategy.init_args.warmup_steps", "3",
           "--model.init_args.strategy.init_args.meta_every", "4", "--model.init_args.export_dir", str(export)])

@@ -89,6 +89,20 @@ def test_nan_loss_fails_with_a_clear_message(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_batches_without_labels_pass_but_an_epoch_without_labels_fails(tmp_path):
+    # 5% labels in batches of 4: most batches hold no label and teach cross-entropy nothing
+    nas = NASModule(tiny_space(), SinglePathStrategy(seed=0), export_dir=str(tmp_path / "e"))
+    before = {k: v.clone() for k, v in nas.supernet.state_dict().items()}
+    tiny_trainer(tmp_path, max_steps=-1, max_epochs=1).fit(nas, datamodule=tiny_data(batch_size=4, limit_train=64, label_fraction=0.05))
+    assert nas._unlabelled_train_batches > 0 and nas._train_batches_with_loss > 0
+    assert any(not torch.equal(before[k], v) for k, v in nas.supernet.state_dict().items())
+
+    nas = NASModule(tiny_space(), SinglePathStrategy(seed=0), export_dir=str(tmp_path / "e2"))
+    with pytest.raises(NASFrameError, match=r"no training batch of epoch 0 held a labelled image.*\['CrossEntropy'\].*label_fraction"):
+        tiny_trainer(tmp_path, max_steps=-1, max_epochs=1).fit(nas, datamodule=tiny_data(batch_size=4, limit_train=64, label_fraction=0.0))
+    assert not (tmp_path / "e2").exists()
+
+
 def test_existing_export_dir_fails_before_any_work(tmp_path):
     (tmp_path / "e").mkdir()
     nas = NASModule(tiny_space(), SinglePathStrategy(), export_dir=str(tmp_path / "e"))
