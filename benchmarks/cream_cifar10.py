@@ -20,6 +20,7 @@ gives the paper's rules (the training batch decides) with the previous defaults.
 
     python benchmarks/cream_cifar10.py                       # defaults: < 30 min on 2 shared CPU cores
     python benchmarks/cream_cifar10.py --epochs 1 --paths 4 --ranked 3 --standalone-epochs 1 --limit-train 512
+    python benchmarks/cream_cifar10.py --seeds 0 1 2 3 --workers 2   # Cream - SPOS over seeds (~17 min)
 
 Prints a table and writes benchmarks/results/cream_cifar10.json.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -88,6 +90,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1 is fastest on a loaded shared machine; at most 2 here)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="run every seed (overrides --seed) and summarise Cream - SPOS over them; stand-alone "
+                             "training (Kendall tau, final paths) runs for the first seed only")
+    parser.add_argument("--workers", type=int, default=1, help="seeds run in parallel processes (--seeds; at most 2 here)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "cream_cifar10.json"))
     return parser.parse_args()
 
@@ -205,10 +211,8 @@ def random_paths(space: MBConvSpace, count: int, flops_range: tuple[float, float
     return paths
 
 
-def main() -> None:
-    args = parse_args()
-    if args.threads > 2:
-        raise SystemExit("--threads: at most 2 (the machine is shared)")
+def run_one_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """Both searches and every measurement for ``args.seed``; prints the table and returns the results."""
     torch.set_num_threads(args.threads)
     begin = time.perf_counter()
     data = make_data(args)
@@ -293,9 +297,51 @@ def main() -> None:
               f"{results['targets']['cream_final_above_median_random']}; total {results['total_seconds']:.0f}s")
     else:
         print(f"total {results['total_seconds']:.0f}s")
+    return results
+
+
+def summarize_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cream - SPOS over seeds: each seed trains both supernets from its own initial weights and data order."""
+    differences = [r["runs"]["cream"]["mean_inherited"] - r["runs"]["spos"]["mean_inherited"] for r in per_seed]
+    above = [r["runs"]["cream"]["final_above_median"] for r in per_seed]
+    return {"seeds": [r["settings"]["seed"] for r in per_seed], "cream_minus_spos": differences,
+            "mean_difference": statistics.mean(differences),
+            "std_difference": statistics.stdev(differences) if len(differences) > 1 else None,
+            "spos_mean_inherited": statistics.mean(r["runs"]["spos"]["mean_inherited"] for r in per_seed),
+            "cream_mean_inherited": statistics.mean(r["runs"]["cream"]["mean_inherited"] for r in per_seed),
+            "cream_final_above_median": sum(above), "targets": {
+                "cream_mean_at_least_spos_plus_1": statistics.mean(differences) >= 1.0,
+                "cream_final_above_median_random": sum(above) > len(above) / 2}}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads > 2 or args.workers * args.threads > 2:
+        raise SystemExit("--threads x --workers: at most 2 (the machine is shared)")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2))
+    if not args.seeds:
+        results = run_one_seed(args)
+    else:
+        runs = []
+        for i, seed in enumerate(args.seeds):
+            extra = {} if i == 0 else {"ranked": 0, "no_final_standalone": True}
+            runs.append(argparse.Namespace(**{**vars(args), "seed": seed, **extra}))
+        begin = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            per_seed = pool.map(run_one_seed, runs, chunksize=1)
+        results = {"per_seed": per_seed, "summary": summarize_seeds(per_seed),
+                   "total_seconds": round(time.perf_counter() - begin, 1)}
+        summary = results["summary"]
+        spread = f" ± {summary['std_difference']:.2f} (std)" if summary["std_difference"] is not None else ""
+        print(f"\nover seeds {summary['seeds']} ({args.weight_sharing} supernet): Cream - SPOS mean inherited "
+              f"{summary['mean_difference']:+.2f}{spread}, per seed {[round(d, 2) for d in summary['cream_minus_spos']]}; "
+              f"SPOS {summary['spos_mean_inherited']:.2f}%, Cream {summary['cream_mean_inherited']:.2f}%; Cream final path "
+              f"above the median random path in {summary['cream_final_above_median']}/{len(per_seed)} seeds; "
+              f"total {results['total_seconds']:.0f}s")
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(output)
     print(f"wrote {output}")
 
 
