@@ -104,7 +104,10 @@ def nasframe_loss_terms(step: SearchStep) -> dict[str, torch.Tensor] | None:
     batch, the architecture, lazily computed features and logits of each view, and ``step.extras``
     set by the strategy (e.g. a teacher's logits). The module multiplies each term by
     ``step.term_weights.get(name, 1.0)``, sums them and logs each by name. Return ``None`` or ``{}``
-    when the objective has nothing to add for this batch (e.g. no labels)."""
+    when the objective has nothing to add for this batch (e.g. no labels). If no objective adds a
+    term, ``compute_loss`` raises, except for a training batch of a partly labelled dataset that
+    holds no label: it gets a zero loss, so the step (and DDP's gradient exchange) still runs; an
+    epoch of nothing but such batches raises at its end."""
 
 
 # --------------------------------------------------------------------------------------------
