@@ -122,7 +122,8 @@ class NASModule(LightningModule):
                     raise NASFrameError(f"two objectives return a loss term named {name!r}; give them distinct names")
                 terms[name] = value
         if not terms:
-            if step.stage == "train" and step.targets is not None and not bool(step.labelled.any()):
+            if (step.stage == "train" and step.targets is not None and not bool(step.labelled.any())
+                    and self._datamodule_label_fraction() != 0.0):
                 # a partly labelled dataset can hand a small batch no label: it teaches supervised
                 # objectives nothing, yet the step runs (a zero loss) so that DDP ranks stay in step;
                 # an epoch of nothing but such batches is an error (on_train_epoch_end)
@@ -147,6 +148,10 @@ class NASModule(LightningModule):
         self.log(f"{step.stage}/loss", total.detach(), batch_size=step.batch_size, on_step=on_step, on_epoch=True,
                  prog_bar=step.stage == "train")
         return total
+
+    def _datamodule_label_fraction(self) -> float | None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(datamodule, "label_fraction", None)
 
     def batch_accuracy(self, step: SearchStep) -> float | None:
         """Top-1 accuracy (%) of ``step``'s logits on the labelled samples of every DDP rank's batch
