@@ -13,9 +13,11 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,30 +92,109 @@ class OnnxExporter(Exporter):
         return ["model.onnx"]
 
 
-def check_export_target(directory: Path, overwrite: bool) -> None:
-    if directory.exists() and not overwrite:
-        raise ExportError(f"export directory {str(directory)!r} already exists; remove it, choose another "
-                          "export_dir, or set overwrite_export: true")
-    if directory.exists() and not directory.is_dir():
-        raise ExportError(f"export target {str(directory)!r} exists and is not a directory")
+MANIFEST_FILE = "nasframe-export.json"  # the marker: only a directory holding it may be replaced
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _is_within(path: Path, other: Path) -> bool:
+    return path == other or other in path.parents
+
+
+def check_export_target(directory: Path, overwrite: bool, protected: Sequence[Path] = (),
+                        enclosing: Sequence[Path] = ()) -> None:
+    """Fail, naming ``directory``, unless an export can be written there without destroying anything
+    nasframe did not write. It must not exist, or (with ``overwrite``) hold exactly a nasframe export;
+    it must not be, contain or lie inside a ``protected`` directory (the run's logs and checkpoints);
+    it must not be or contain an ``enclosing`` one (the run's root, the working and home directories);
+    its parent must be creatable and writable. Called before a search starts and again at export."""
+    target = directory.resolve()
+    for keep in (Path(p).resolve() for p in protected):
+        if _is_within(target, keep) or _is_within(keep, target):
+            raise ExportError(f"export_dir {str(directory)!r} is, contains or lies inside the run's log or checkpoint "
+                              f"directory {str(keep)!r}; choose a directory of its own")
+    for keep in (Path(p).resolve() for p in (*enclosing, Path.cwd(), Path.home())):
+        if _is_within(keep, target):
+            raise ExportError(f"export_dir {str(directory)!r} is or contains {str(keep)!r} (the run's root, the working "
+                              "or the home directory); choose a directory of its own, e.g. <root>/export")
+    if directory.exists() or directory.is_symlink():
+        if not directory.is_dir() or directory.is_symlink():
+            raise ExportError(f"export target {str(directory)!r} exists and is not a directory; choose another export_dir")
+        if not overwrite:
+            raise ExportError(f"export directory {str(directory)!r} already exists; remove it, choose another "
+                              "export_dir, or set overwrite_export: true")
+        _check_replaceable(directory)
+    ancestor = _first_existing(directory.parent.absolute())
+    if not ancestor.is_dir():
+        raise ExportError(f"cannot create export_dir {str(directory)!r}: {str(ancestor)!r} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot create export_dir {str(directory)!r}: {str(ancestor)!r} is not writable")
+
+
+def _check_replaceable(directory: Path) -> None:
+    """``overwrite_export`` replaces only a directory that holds a nasframe export and nothing else."""
+    manifest = directory / MANIFEST_FILE
+    try:
+        files = set(json.loads(manifest.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ExportError(f"overwrite_export refuses to replace {str(directory)!r}: it is not a nasframe export "
+                          f"(no valid {MANIFEST_FILE}); remove it yourself or choose another export_dir") from None
+    extra = sorted(p.name for p in directory.iterdir() if p.name not in files | {MANIFEST_FILE})
+    if extra:
+        raise ExportError(f"overwrite_export refuses to replace {str(directory)!r}: it holds files nasframe did not "
+                          f"write ({', '.join(extra[:5])}); move them out or choose another export_dir")
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Staging and retired directories of exports into ``parent/name`` whose process has died."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(partial|old)-(\d+)-")
+    for path in parent.glob(f".{name}.*-*"):
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _process_alive(int(match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        pass
+    return True
 
 
 def export_model(hook: Any, search_space: SearchSpace, architecture: Architecture, network: nn.Module,
-                 example_input: torch.Tensor | None, directory: Path, overwrite: bool = False) -> Path:
-    """Run every exporter into a temporary directory, then rename it to ``directory``."""
-    check_export_target(directory, overwrite)
+                 example_input: torch.Tensor | None, directory: Path, overwrite: bool = False,
+                 protected: Sequence[Path] = (), enclosing: Sequence[Path] = ()) -> Path:
+    """Run every exporter into a temporary sibling directory, then rename it to ``directory``.
+
+    The staging directory carries this process's id, so the next export into the same parent can
+    remove what a killed one left behind. ``directory`` gets a manifest of the files written: it is
+    what allows a later ``overwrite`` to replace it."""
+    check_export_target(directory, overwrite, protected, enclosing)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+    _remove_stale_staging(directory.parent, directory.name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-{os.getpid()}-", dir=directory.parent))
     try:
         written = [name for names in hook.nasframe_export(architecture=architecture, network=network, search_space=search_space,
                                                           directory=staging, example_input=example_input) for name in names or []]
         if WEIGHTS_FILE not in written:
             raise ExportError("no exporter wrote model.safetensors; keep SafetensorsExporter among the exporters")
+        present = sorted(p.name for p in staging.iterdir())
+        (staging / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, "files": present}, indent=2) + "\n")
         if directory.exists():  # overwrite: move the old export aside only once the new one is complete
-            retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(retired)
+            _check_replaceable(directory)
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-{os.getpid()}-", dir=directory.parent))
+            directory.rename(retired / directory.name)
+            staging.rename(directory)
             shutil.rmtree(retired)
-        staging.rename(directory)
+        else:
+            staging.rename(directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -133,6 +214,9 @@ def read_export(directory: str | Path) -> dict[str, Any]:
         raise ExportError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ExportError(f"{str(path)!r} is not a {FORMAT} description")
+    for key in ("architecture", "search_space"):
+        if not isinstance(description.get(key), dict):
+            raise ExportError(f"{str(path)!r} is damaged: its {key!r} entry is missing or not an object")
     return description
 
 
@@ -144,14 +228,27 @@ def load_search_space(config: dict[str, Any]) -> SearchSpace:
         klass = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):
         raise ExportError(f"search space class {class_path!r} cannot be imported; is its package installed?") from None
-    return klass(**config.get("init_args", {}))
+    try:
+        return klass(**config.get("init_args", {}))
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"search space {class_path!r} rejects the exported init_args: {exc}") from None
 
 
 def load_model(directory: str | Path) -> nn.Module:
-    """The exported standalone network (eval mode), built from the architecture alone: no supernet."""
+    """The exported standalone network (eval mode), built from the architecture alone: no supernet.
+
+    Refuses an inconsistent export: an ``architecture_string`` that disagrees with the choices,
+    weights that do not fit the architecture, or non-finite weights."""
     description = read_export(directory)
     space = load_search_space(description["search_space"])
-    architecture = space.validate(Architecture.from_dict(description["architecture"]))
+    try:
+        architecture = space.validate(Architecture.from_dict(description["architecture"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{str(directory)!r}: the architecture in {ARCHITECTURE_FILE} is invalid: {exc}") from None
+    written = description.get("architecture_string")
+    if written is not None and written != space.format(architecture):
+        raise ExportError(f"{str(directory)!r}: {ARCHITECTURE_FILE} is inconsistent: its architecture_string {written!r} "
+                          f"does not match its choices, which give {space.format(architecture)!r}")
     network = space.build(architecture)
     weights_path = Path(directory) / WEIGHTS_FILE
     if not weights_path.is_file():
@@ -163,4 +260,9 @@ def load_model(directory: str | Path) -> nn.Module:
     if missing or unexpected:
         raise CheckpointError(f"{str(weights_path)!r} does not match architecture {space.format(architecture)!r}: "
                               f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    broken = [name for name, tensor in network.state_dict().items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(f"{str(weights_path)!r} holds non-finite values (NaN or inf) in {broken[:5]}"
+                              f"{' and more' if len(broken) > 5 else ''}; the search diverged or the file was altered")
     return network.eval()

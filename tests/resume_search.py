@@ -7,27 +7,16 @@ Writes <out_dir>/result.json (final architecture, search state, parameter checks
 
 import argparse
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
+from killer import KillAfterBatches  # noqa: E402
 from searches import build, report  # noqa: E402
-
-
-class KillAt(Callback):
-    def __init__(self, batches: int) -> None:
-        self.batches, self.seen = batches, 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.seen += 1  # batches, not global_step: a search without optimizer never advances global_step
-        if self.seen >= self.batches:
-            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final checkpoint: a real crash
 
 
 def main() -> None:
@@ -42,7 +31,7 @@ def main() -> None:
     nas, data = build(args.kind, args.out)
     callbacks = [ModelCheckpoint(dirpath=args.out / "checkpoints", save_last=True, every_n_epochs=1)]
     if args.kill_at is not None:
-        callbacks.append(KillAt(args.kill_at))
+        callbacks.append(KillAfterBatches(args.kill_at))
     # three batches an epoch: a checkpoint every third step, so a kill always loses some work
     trainer = Trainer(max_epochs=5, limit_train_batches=3, accelerator="cpu", devices=1, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
