@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
+from nasframe.data.base import NASDataModule
 from nasframe.errors import CheckpointError, NASFrameError
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
 from nasframe.objectives import CrossEntropy, Objective
@@ -242,6 +243,9 @@ class NASModule(LightningModule):
         return [v if isinstance(v, dict) else {"optimizer": v} for v in configured.values()] or None
 
     def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if isinstance(datamodule, NASDataModule):
+            datamodule.check_fits(self.search_space)  # data the space cannot take fails here, before any work
         if stage == "fit" and self.export_dir is not None and self.trainer.is_global_zero:
             check_export_target(Path(self.export_dir), self.overwrite_export)  # fail before any work
         strategy = self.trainer.strategy
