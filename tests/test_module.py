@@ -15,7 +15,7 @@ def test_single_path_search_exports_a_model_equal_to_the_supernet_path(tmp_path)
     nas = NASModule(tiny_space(), SinglePathStrategy(seed=1), exporters=[SafetensorsExporter(), TorchExportExporter()],
                     export_dir=str(tmp_path / "export"))
     tiny_trainer(tmp_path).fit(nas, datamodule=tiny_data())
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["architecture.json", "model.pt2", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["architecture.json", "model.pt2", "model.safetensors", "nasframe-export.json"]
     loaded = load_model(tmp_path / "export")
     x = torch.randn(5, 1, 8, 8)
     nas.supernet.eval()
