@@ -25,7 +25,7 @@ from nasframe.plugins import NASPluginManager
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
 from nasframe.step import SearchStep, split_batch
-from nasframe.strategies.base import SearchStrategy
+from nasframe.strategies.base import SearchStrategy, count_step
 
 __all__ = ["NASModule", "SearchStep"]
 
@@ -264,9 +264,9 @@ class NASModule(LightningModule):
                 self.example_input_shape = (1, *views[0].shape[1:])
         result = self.hook.nasframe_search_step(nas=self, batch=batch, batch_idx=batch_idx)
         if not self._optimizer_names:
-            # Nothing trainable (e.g. a tabular search): step Lightning's stand-in optimizer so that
+            # Nothing trainable (e.g. a tabular search): count a step of Lightning's stand-in optimizer so that
             # global_step, max_steps and checkpointing count search steps here too.
-            self.optimizers().step()
+            count_step(self.optimizers())
         return result
 
     def on_train_epoch_start(self) -> None:

@@ -63,6 +63,9 @@ class SearchStep:
         return self._features[view]
 
     def logits(self, view: int = 0) -> torch.Tensor:
+        """The logits of ``view``, in float32 even under mixed precision: CPU autocast leaves softmax
+        and log-softmax in bf16, where CUDA's computes them in float32, so objectives and strategies
+        taking probabilities from logits would otherwise get bf16 ones on CPU only."""
         if view not in self._logits:
-            self._logits[view] = self.network.forward_head(self.features(view))
+            self._logits[view] = self.network.forward_head(self.features(view)).float()
         return self._logits[view]

@@ -27,5 +27,5 @@ class Distillation(Objective):
             return {}
         t = self.temperature
         log_student = F.log_softmax(step.logits(0) / t, dim=1)
-        soft_teacher = F.softmax(teacher.detach() / t, dim=1)
+        soft_teacher = F.softmax(teacher.detach().float() / t, dim=1)  # float32 as the student's (SearchStep.logits)
         return {"distillation": -(soft_teacher * log_student).sum(dim=1).mean() * t * t}

@@ -57,7 +57,10 @@ class SimCLR(Objective):
         if len(step.views) < 2:
             return {}
         z0, z1 = self.head(step.features(0)), self.head(step.features(1))
-        return {"ntxent": self.loss(z0, z1)}
+        # the loss in float32 under mixed precision: dividing the cosine similarities by a small
+        # temperature magnifies their bf16 rounding (at 0.07, ~1% error in the gradient, against 0.2% at 0.5)
+        with torch.autocast(device_type=z0.device.type, enabled=False):
+            return {"ntxent": self.loss(z0.float(), z1.float())}
 
 
 class BYOL(Objective):

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
 from nasframe.hookspecs import hookimpl
@@ -83,6 +84,20 @@ class SearchStrategy(nn.Module, ABC):
 
     def load_search_state(self, state: dict[str, Any]) -> None:
         """Restore what ``search_state`` returned."""
+
+
+def count_step(optimizer: Any) -> None:
+    """Count a search step that updates nothing as one step of ``optimizer`` (Lightning's
+    ``global_step``, ``max_steps`` and checkpoint cadence count optimizer steps).
+
+    With a Lightning optimizer only the step counting runs: under 16-bit mixed precision Lightning
+    steps through a gradient scaler, which refuses an optimizer without gradients (and there is
+    nothing to update). A plain optimizer (a search without a Trainer) is stepped, a no-op without gradients."""
+    if isinstance(optimizer, LightningOptimizer) and hasattr(optimizer, "_on_before_step"):
+        optimizer._on_before_step()  # what LightningOptimizer.step wraps around the update
+        optimizer._on_after_step()
+    else:
+        optimizer.step()
 
 
 def architectures_to_state(architectures: list[Architecture]) -> list[dict[str, Any]]:

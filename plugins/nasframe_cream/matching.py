@@ -23,5 +23,9 @@ class MatchingNetwork(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, student_probs: torch.Tensor, path_probs: torch.Tensor) -> torch.Tensor:
-        """``(K, m, C)`` student and path probabilities -> ``(K,)`` matching scores."""
-        return self.linear((student_probs - path_probs).flatten(1)).squeeze(1)
+        """``(K, m, C)`` student and path probabilities -> ``(K,)`` matching scores (float32).
+
+        Autocast is off: the scores pick the teacher by argmax and set rho, and the inputs are
+        differences of probabilities, all of which bf16 would round; the layer is tiny."""
+        with torch.autocast(device_type=student_probs.device.type, enabled=False):
+            return self.linear((student_probs.float() - path_probs.float()).flatten(1)).squeeze(1)

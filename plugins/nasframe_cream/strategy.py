@@ -131,7 +131,8 @@ class CreamStrategy(SinglePathStrategy):
         """The student's softmax outputs on every board path's stored images: ``(K, m, C)``."""
         inputs = torch.stack([e.inputs for e in self.board.entries])
         logits = nas.supernet(inputs.flatten(0, 1), architecture)
-        return F.softmax(logits, dim=1).view(len(self.board), self.matching_images, -1)
+        # float32, like the stored board probabilities (CPU autocast would leave softmax in bf16)
+        return F.softmax(logits.float(), dim=1).view(len(self.board), self.matching_images, -1)
 
     def _board_probs(self) -> torch.Tensor:
         return torch.stack([e.probs for e in self.board.entries])
@@ -229,7 +230,17 @@ class CreamStrategy(SinglePathStrategy):
 
     # ---- meta learning of the matching network ---------------------------------------------------
     def meta_update(self, nas: NASModule, step: SearchStep) -> float:
-        """One second-order update of the matching network on ``step``'s batch; returns the outer loss."""
+        """One second-order update of the matching network on ``step``'s batch; returns the outer loss.
+
+        In float32 even in a mixed-precision search: the matching network's gradient is a
+        second-order product of small terms (learning rate x Hessian-vector product), which bf16
+        computed ~5% off on a tiny MBConv supernet, and float16 may underflow, since
+        ``autograd.grad`` gets no loss scaling. It runs once every ``meta_every`` steps, so full
+        precision costs little."""
+        with torch.autocast(device_type=step.views[0].device.type, enabled=False):
+            return self._meta_update(nas, step)
+
+    def _meta_update(self, nas: NASModule, step: SearchStep) -> float:
         supernet = nas.supernet
         teacher = self._teacher
         indices = [i for i, e in enumerate(self.board.entries) if e.architecture == teacher]

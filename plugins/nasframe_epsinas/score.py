@@ -256,7 +256,11 @@ class EpsinasScorer:
             # oneDNN is slower than ATen's own kernels on the few-channel narrow convolutions
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*oneDNN.*")  # torch warns on every flags() call
-                with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=self.narrow_space is self.space):
+                # autocast off: a mixed-precision search on CPU scores under autocast, which would run the
+                # float32 option's convolutions in bf16 (autocast leaves float64 alone); the score is
+                # defined at the precision asked for
+                with (torch.inference_mode(), torch.autocast("cpu", enabled=False),
+                      torch.backends.mkldnn.flags(enabled=self.narrow_space is self.space)):
                     yield
         finally:
             if flushed:

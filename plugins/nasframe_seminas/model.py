@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,24 @@ from torch import nn
 from nasframe_seminas.decoder import AttentionDecoder
 from nasframe_seminas.encoder import SequenceEncoder
 from nasframe_seminas.predictor import Predictor
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def full_precision(method: Method) -> Method:
+    """Run a ``SemiNASModel`` method with autocast off on the model's device.
+
+    A mixed-precision search (Lightning's ``bf16-mixed``/``16-mixed``) runs every strategy step under
+    autocast. The SemiNAS model is tiny, so float32 costs next to nothing, while its results are
+    precision-sensitive: proposals are ranked by predicted scores that bf16's 8-bit mantissa would
+    round into ties, and embeddings are moved by small gradient steps before they are decoded."""
+
+    @functools.wraps(method)
+    def wrapper(self: SemiNASModel, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SemiNASModel(nn.Module):
@@ -59,10 +78,12 @@ class SemiNASModel(nn.Module):
         nll = F.nll_loss(log_probs.flatten(0, 1), tokens.flatten())
         return self.trade_off * mse + (1.0 - self.trade_off) * nll, mse, nll
 
+    @full_precision
     @torch.no_grad()
     def predict(self, tokens: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         return torch.cat([self.predictor(self.encoder(chunk)[1]) for chunk in tokens.split(batch_size)]) if len(tokens) else tokens.new_zeros(0, dtype=torch.float)
 
+    @full_precision
     def gradients(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token outputs (B, L, H) and the predictor's gradient with respect to them."""
         with torch.enable_grad():
@@ -70,6 +91,7 @@ class SemiNASModel(nn.Module):
             self.predictor(SequenceEncoder.pool(memory)).sum().backward(inputs=[memory])
         return memory.detach(), memory.grad.detach()
 
+    @full_precision
     @torch.no_grad()
     def decode_moved(self, memory: torch.Tensor, gradient: torch.Tensor, step_size: float) -> torch.Tensor:
         """Decode the token outputs moved ``step_size`` along the predictor's gradient: h' = h + eta * df/dh."""
@@ -85,7 +107,14 @@ def train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: t
 
     Plain ``backward`` on purpose: the predictor learns identical data on every rank (scores are
     broadcast, the generator is shared), so it needs no DDP all-reduce, and it trains in float32
-    outside any mixed-precision loss scaling meant for the supernet."""
+    (autocast off, see ``full_precision``) outside any mixed-precision loss scaling meant for the supernet."""
+    # the backward too: on CPU it runs in the calling thread, under the caller's autocast
+    with torch.autocast(device_type=model.device.type, enabled=False):
+        return _train_steps(model, optimizer, tokens, targets, steps, batch_size, generator, max_norm)
+
+
+def _train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, targets: torch.Tensor,
+                 steps: int, batch_size: int, generator: torch.Generator, max_norm: float) -> dict[str, float]:
     model.train()
     last = {"loss": float("nan"), "mse": float("nan"), "nll": float("nan")}
     if len(tokens) == 0 or steps == 0:
@@ -118,13 +147,12 @@ def semi_supervised_fit(model: SemiNASModel, optimizer: torch.optim.Optimizer, l
     labelled data alone (the ablation keeps the cost)."""
     if not isinstance(up_sample, int) or up_sample < 1:
         raise ValueError(f"up_sample must be an integer >= 1, got {up_sample!r}")
-    with torch.autocast(device_type=model.device.type, enabled=False):
-        train_steps(model, optimizer, labelled, targets, steps, batch_size, generator)
-        pseudo = model.predict(unlabelled.to(model.device)).cpu() if len(unlabelled) else torch.zeros(0)
-        if len(unlabelled):
-            both = torch.cat([labelled.repeat(up_sample, 1), unlabelled])
-            both_targets = torch.cat([targets.float().repeat(up_sample), pseudo])
-        else:
-            both, both_targets = labelled, targets.float()
-        train_steps(model, optimizer, both, both_targets, pseudo_steps, batch_size, generator)
+    train_steps(model, optimizer, labelled, targets, steps, batch_size, generator)
+    pseudo = model.predict(unlabelled.to(model.device)).cpu() if len(unlabelled) else torch.zeros(0)
+    if len(unlabelled):
+        both = torch.cat([labelled.repeat(up_sample, 1), unlabelled])
+        both_targets = torch.cat([targets.float().repeat(up_sample), pseudo])
+    else:
+        both, both_targets = labelled, targets.float()
+    train_steps(model, optimizer, both, both_targets, pseudo_steps, batch_size, generator)
     return pseudo

@@ -11,6 +11,7 @@ import torch
 from nasframe.errors import ArchitectureError
 from nasframe.evaluators.base import Evaluator
 from nasframe.spaces.architecture import Architecture
+from nasframe.strategies.base import count_step
 from nasframe.strategies.sample_based import SampleBasedStrategy
 
 from nasframe_seminas.model import SemiNASModel, semi_supervised_fit
@@ -126,7 +127,7 @@ class SemiNAS(SampleBasedStrategy):
         # Count this search step as one optimizer step (global_step, max_steps, checkpoint cadence):
         # the inner predictor updates use the raw optimizer, and this step has no gradients left.
         self._optimizer.zero_grad(set_to_none=True)
-        self._optimizer.step()
+        count_step(self._optimizer)
         return result
 
     def ask(self, nas: NASModule) -> list[Architecture]:
