@@ -49,6 +49,7 @@ def test_board_entry_rules():
     # full: within the margin and not cheaper stays out, whatever its FLOPs tie
     assert board.consider(entry("d", 31.0, 100)) is None
     assert board.consider(entry("d", 30.0, 10)) is None  # cheaper but not more accurate
+    assert board.consider(entry("d", 32.0, 500)) is None  # exactly the margin is not more than it
     # beats the worst by more than the margin: enters, the worst leaves
     assert board.consider(entry("e", 33.0, 500)) == "margin"
     assert names(board) == ["a", "b", "e"]
@@ -112,6 +113,36 @@ def test_teacher_from_board_and_new_path_outputs_stored():
     # the board keeps the *new* path's outputs, not its teacher's
     torch.testing.assert_close(new.probs, F.softmax(step.logits(0)[:4].detach(), dim=1))
     assert not torch.allclose(new.probs, F.softmax(step.extras["teacher_logits"][:4], dim=1))
+
+
+def test_teacher_is_the_board_path_with_the_highest_matching_score():
+    nas = make_nas()
+    strategy, space, supernet = nas.strategy, nas.search_space, nas.supernet
+    torch.manual_seed(5)
+    images = torch.randn(4, 1, 8, 8)
+    paths = [space.parse(p) for p in ("k3_e4-k3_e4-k3_e4", "k7_e6-k5_e6-skip", "k5_e4-k3_e6-k7_e4")]
+    # stored outputs made by hand: the board's best path (by accuracy) predicts uniformly, the second
+    # never class 1, the third always class 1
+    stored = [torch.full((4, 10), 0.1), F.one_hot(torch.zeros(4, dtype=torch.long), 10).float(),
+              F.one_hot(torch.ones(4, dtype=torch.long), 10).float()]
+    for path, accuracy, probs in zip(paths, (60.0, 50.0, 40.0), stored):
+        strategy.board.consider(BoardEntry(path, accuracy, space.flops(path), images, probs))
+    # score = sum over the images of (student - path) probability of class 1: highest for the second path
+    with torch.no_grad():
+        strategy.matching.linear.weight.copy_(F.one_hot(torch.ones(4, dtype=torch.long), 10).float().flatten()[None])
+        strategy.matching.linear.bias.fill_(-0.5)
+        student_probs = F.softmax(supernet(images, space.parse("k5_e6-k7_e4-k3_e6")), dim=1)
+    scores = [float((student_probs[:, 1] - probs[:, 1]).sum()) - 0.5 for probs in stored]
+    assert max(range(3), key=scores.__getitem__) == 1  # not the board's best path
+
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    step = nas.new_step((x, y), space.parse("k5_e6-k7_e4-k3_e6"))
+    strategy.before_loss(nas, step)
+    assert step.extras["teacher_architecture"] == paths[1]
+    with torch.no_grad():
+        torch.testing.assert_close(step.extras["teacher_logits"], supernet(x, paths[1]))
+    rho = torch.sigmoid(torch.tensor(scores[1])).item()
+    assert step.term_weights == pytest.approx({"distillation": rho / 2, "cross_entropy": (2 - rho) / 2})
 
 
 def test_warmup_keeps_the_board_empty():
@@ -218,6 +249,85 @@ def test_final_scoring_set_is_larger_and_measured_in_chunks():
 def test_invalid_board_scoring_is_refused():
     with pytest.raises(Exception, match="board_scoring"):
         CreamStrategy(board_scoring="median")
+
+
+def meta_problem(inner_lr: float = 0.5):
+    """A student step with a teacher chosen from two board paths, and a non-zero matching network."""
+    nas = make_nas(inner_lr=inner_lr)
+    strategy, space, supernet = nas.strategy, nas.search_space, nas.supernet
+    torch.manual_seed(6)
+    for k, path in enumerate(space.parse(p) for p in ("k3_e4-k3_e4-k3_e4", "k7_e6-k5_e6-skip")):
+        images = torch.randn(4, 1, 8, 8)
+        with torch.no_grad():
+            probs = F.softmax(supernet(images, path), dim=1)
+        strategy.board.consider(BoardEntry(path, 50.0 - k, space.flops(path), images, probs))
+    with torch.no_grad():
+        strategy.matching.linear.weight.normal_(0.0, 2.0)
+        strategy.matching.linear.bias.fill_(0.3)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(10, (8,))
+    step = nas.new_step((x, y), space.parse("k5_e6-k7_e4-k3_e6"))
+    strategy.before_loss(nas, step)
+    # the matching optimizer, with no trainer: lr 0 leaves the computed gradients to inspect
+    nas.optimizer = lambda name: torch.optim.SGD(strategy.matching.parameters(), lr=0.0)
+    return nas, step
+
+
+def cream_loss(student_logits, teacher_logits, targets, rho):
+    """[rho KD + (2 - rho) CE] / 2 at temperature 1, written out."""
+    kd = -(F.softmax(teacher_logits, dim=1) * F.log_softmax(student_logits, dim=1)).sum(1).mean()
+    return (rho * kd + (2 - rho) * F.cross_entropy(student_logits, targets)) / 2
+
+
+def test_meta_gradient_is_the_second_order_gradient_through_a_simulated_sgd_step():
+    nas, step = meta_problem()
+    strategy = nas.strategy
+    teacher, student, lr = step.extras["teacher_architecture"], step.architecture, strategy.inner_lr
+    t = [e.architecture for e in strategy.board.entries].index(teacher)
+    # the reference computations run in float64 on a copy, independently of the strategy's code
+    supernet = __import__("copy").deepcopy(nas.supernet).double()
+    x, y, half = step.views[0].double(), step.targets, 4
+    with torch.no_grad():  # what the matching network compares: the student on every board path's images (one batch)
+        board_images = torch.cat([e.inputs for e in strategy.board.entries]).double()
+        student_probs = F.softmax(supernet(board_images, student), dim=1).view(len(strategy.board), 4, 10)
+        teacher_logits = supernet(x[:half], teacher)
+    differences = (student_probs - torch.stack([e.probs.double() for e in strategy.board.entries]))[t].flatten()
+    weight = strategy.matching.linear.weight.detach()[0].double()
+    bias = strategy.matching.linear.bias.detach()[0].double()
+    buffers = {name: b.clone() for name, b in supernet.named_buffers()}
+
+    outer = strategy.meta_update(nas, step)
+    implemented = [p.grad[0].double() for p in strategy.matching.parameters()]  # weight (m*C,), bias ()
+
+    # 1. autograd through an explicit simulated SGD step of the student, written out here
+    w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    rho = torch.sigmoid(differences @ w + b)
+    params = dict(supernet.named_parameters())
+    run = lambda tensors, inputs: torch.func.functional_call(supernet, {**tensors, **buffers}, (inputs, student))  # noqa: E731
+    inner = cream_loss(run(params, x[:half]), teacher_logits, y[:half], rho)
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=True, allow_unused=True)
+    updated = {n: p if g is None else p - lr * g for (n, p), g in zip(params.items(), grads)}
+    explicit_outer = F.cross_entropy(run(updated, x[half:]), y[half:])
+    grad_w, grad_b = torch.autograd.grad(explicit_outer, [w, b])
+    assert outer == pytest.approx(float(explicit_outer), rel=1e-5)
+    assert float(grad_b.abs()) > 1e-3  # the matching network does steer the student step
+    torch.testing.assert_close(implemented[0], grad_w, rtol=1e-3, atol=1e-3 * float(grad_w.abs().max()))
+    assert float(implemented[1]) == pytest.approx(float(grad_b), rel=1e-3)
+
+    # 2. finite differences of the outer loss after a *real* SGD step of a copy of the student
+    def outer_after_sgd_step(w_: torch.Tensor, b_: torch.Tensor) -> float:
+        copy = __import__("copy").deepcopy(supernet)
+        optimizer = torch.optim.SGD(copy.parameters(), lr=lr)
+        cream_loss(copy(x[:half], student), teacher_logits, y[:half], torch.sigmoid(differences @ w_ + b_)).backward()
+        optimizer.step()
+        with torch.no_grad():
+            return float(F.cross_entropy(copy(x[half:], student), y[half:]))
+
+    eps = 1e-5
+    slope_b = (outer_after_sgd_step(weight, bias + eps) - outer_after_sgd_step(weight, bias - eps)) / (2 * eps)
+    assert float(implemented[1]) == pytest.approx(slope_b, rel=1e-3)
+    direction = differences / differences.norm()  # the weight's gradient is along the probability differences
+    slope_w = (outer_after_sgd_step(weight + eps * direction, bias) - outer_after_sgd_step(weight - eps * direction, bias)) / (2 * eps)
+    assert float(implemented[0] @ direction) == pytest.approx(slope_w, rel=1e-3)
 
 
 def test_search_meta_update_flops_range_and_checkpoint(tmp_path):

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from nasframe.buffers import buffers_restored
 from nasframe.errors import NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.step import SearchStep
@@ -83,22 +82,16 @@ class CreamStrategy(SinglePathStrategy):
                  score_images: int = 256, rescore_every: int = 0, final_rescore: bool = False,
                  final_score_images: int | None = None,
                  leaderboard_size: int = 10, max_resample: int = 1000) -> None:
-        super().__init__(seed, leaderboard_size=leaderboard_size, flops_range=flops_range, max_resample=max_resample)
+        super().__init__(seed, leaderboard_size=leaderboard_size, flops_range=flops_range, max_resample=max_resample,
+                         final_rescore=final_rescore, score_images=score_images, final_score_images=final_score_images)
         for name, value, low in (("warmup_steps", warmup_steps, 0), ("matching_images", matching_images, 1),
-                                 ("meta_every", meta_every, 0), ("score_images", score_images, 1),
-                                 ("rescore_every", rescore_every, 0)):
+                                 ("meta_every", meta_every, 0), ("rescore_every", rescore_every, 0)):
             if value < low:
                 raise NASFrameError(f"CreamStrategy {name} must be >= {low}, got {value}")
         if board_scoring not in self.BOARD_SCORING:
             raise NASFrameError(f"CreamStrategy board_scoring must be one of {list(self.BOARD_SCORING)}, got {board_scoring!r}")
         self.board_scoring = board_scoring
-        self.score_images = score_images
-        self.final_score_images = max(score_images, final_score_images or score_images)
         self.rescore_every = rescore_every
-        self.final_rescore = final_rescore
-        # the scoring set: labelled training images collected from the first batches (checkpoint state)
-        self.score_inputs: torch.Tensor | None = None
-        self.score_targets: torch.Tensor | None = None
         self.board = PrioritizedBoard(board_size, margin)
         self.warmup_steps = warmup_steps
         self.matching_images = matching_images
@@ -153,13 +146,11 @@ class CreamStrategy(SinglePathStrategy):
         self._log(nas, {"cream/rho": rho})
 
     def after_step(self, nas: NASModule, step: SearchStep, loss: torch.Tensor) -> None:
-        super().after_step(nas, step, loss)  # the base leaderboard: a fallback before the board fills
+        ready = self.score_set_ready
+        super().after_step(nas, step, loss)  # collects the scoring set; the base leaderboard is a fallback before the board fills
         self.steps += 1
-        if self.needs_score_set and (self.score_inputs is None or len(self.score_inputs) < self._collect_images):
-            ready = self.score_set_ready
-            self._collect_score_set(nas, step)
-            if not ready and self.score_set_ready and len(self.board):  # measured on batches so far: now on the set
-                self.board.rescore(lambda architecture: self.score(nas, architecture))
+        if not ready and self.score_set_ready and len(self.board):  # measured on batches so far: now on the set
+            self.board.rescore(lambda architecture: self.score(nas, architecture))
         accuracy = nas.batch_accuracy(step)
         if accuracy is not None and self.board_scoring == "fixed" and self.score_set_ready:
             accuracy = self.score(nas, step.architecture) if int(self.steps) > self.warmup_steps else accuracy
@@ -177,51 +168,10 @@ class CreamStrategy(SinglePathStrategy):
         if self._teacher is not None and self.meta_every and int(self.steps) % self.meta_every == 0 and step.batch_size >= 2:
             self.meta_update(nas, step)
 
-    # ---- the scoring set -------------------------------------------------------------------------
+    # ---- the scoring set (collected and measured by the base) ----------------------------------------
     @property
     def needs_score_set(self) -> bool:
-        return self.board_scoring == "fixed" or bool(self.rescore_every) or self.final_rescore
-
-    @property
-    def score_set_ready(self) -> bool:
-        return self.score_inputs is not None and len(self.score_inputs) >= self.score_images
-
-    @property
-    def _collect_images(self) -> int:
-        return self.final_score_images if self.final_rescore else self.score_images
-
-    def _collect_score_set(self, nas: NASModule, step: SearchStep) -> None:
-        """Append this batch's labelled images to the scoring set (rank 0's, on every rank)."""
-        mask = step.labelled
-        if mask is None:
-            return
-        inputs, targets = nas.broadcast((step.views[0][mask].detach().clone(), step.targets[mask].detach().clone()))
-        if self.score_inputs is not None:
-            inputs = torch.cat([self.score_inputs.to(inputs.device), inputs])
-            targets = torch.cat([self.score_targets.to(targets.device), targets])
-        self.score_inputs, self.score_targets = inputs[: self._collect_images], targets[: self._collect_images]
-
-    @torch.no_grad()
-    def score(self, nas: NASModule, architecture: Architecture, images: int | None = None) -> float:
-        """Top-1 accuracy (%) of ``architecture`` on the first ``images`` (default ``score_images``) of
-        the scoring set with the current weights.
-
-        BatchNorm uses batch statistics of chunks of ``score_images`` images (the supernet's running
-        statistics mix all paths); the running statistics are restored afterwards, so scoring leaves
-        no trace."""
-        if self.score_inputs is None:
-            raise NASFrameError("CreamStrategy has no scoring set yet (it is collected from the first training batches)")
-        supernet = nas.supernet
-        device = next(supernet.parameters()).device
-        count = min(images or self.score_images, len(self.score_inputs))
-        correct = torch.zeros((), device=device)
-        with buffers_restored(supernet):
-            supernet.train()
-            for start in range(0, count, self.score_images):
-                end = min(count, start + self.score_images)
-                logits = supernet(self.score_inputs[start:end].to(device), architecture)
-                correct += (logits.argmax(1) == self.score_targets[start:end].to(device)).sum()
-        return float(nas.all_ranks_mean(correct / count * 100.0))
+        return super().needs_score_set or self.board_scoring == "fixed" or bool(self.rescore_every)
 
     @staticmethod
     def _log(nas: NASModule, metrics: dict[str, float]) -> None:
@@ -298,20 +248,19 @@ class CreamStrategy(SinglePathStrategy):
         return best.architecture if best is not None else super().current_architecture(nas)
 
     def final_architecture(self, nas: NASModule) -> Architecture:
-        if self.final_rescore and len(self.board) and self.score_set_ready and nas.supernet is not None:
+        if not len(self.board):  # too short a search to fill it: the base leaderboard, re-scored as asked
+            return super().final_architecture(nas)
+        if self.final_rescore and self.score_set_ready and nas.supernet is not None:
             self.board.rescore(lambda architecture: self.score(nas, architecture, self.final_score_images))
         return self.current_architecture(nas)
 
     # ---- checkpoint ------------------------------------------------------------------------------
     def search_state(self) -> dict[str, Any]:
-        score = {} if self.score_inputs is None else {"score_inputs": self.score_inputs.cpu(),
-                                                      "score_targets": self.score_targets.cpu()}
-        return {**super().search_state(), "board": self.board.state(), **score}
+        return {**super().search_state(), "board": self.board.state()}
 
     def load_search_state(self, state: dict[str, Any]) -> None:
         super().load_search_state(state)
         self.board.load_state(state["board"])
-        self.score_inputs, self.score_targets = state.get("score_inputs"), state.get("score_targets")
 
 
 class _Dispatch(nn.Module):
