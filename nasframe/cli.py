@@ -30,7 +30,7 @@ class NASTrainer(Trainer):
         if not isinstance(model, NASModule):
             raise NASFrameError(f"export needs a nasframe.NASModule model, got {type(model).__name__}")
         load_search_checkpoint(model, ckpt_path)
-        network = model.final_network(model.decide())
+        network = model.final_network(model.decide(), datamodule=datamodule)
         directory = model.export(export_dir, overwrite=overwrite, network=network)
         print(model.summary(model.final_architecture, directory, network))
         return directory

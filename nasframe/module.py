@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nasframe.data.base import NASDataModule
+from nasframe.buffers import recalibrate_batchnorm
 from nasframe.errors import CheckpointError, NASFrameError
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
 from nasframe.objectives import CrossEntropy, Objective
@@ -53,6 +55,11 @@ class NASModule(LightningModule):
         export_dir: where the final model is written; default ``<log_dir>/export``. It must not exist
             unless ``overwrite_export`` is set.
         overwrite_export: replace an existing ``export_dir``.
+        bn_recalibration_batches: re-estimate the BatchNorm running statistics of the extracted final
+            network on this many training batches (through the datamodule's ``eval_transform``: see
+            ``NASDataModule.calibration_dataloader``) before it is exported and evaluated; 0 keeps the
+            supernet's. A path of a weight-sharing supernet inherits statistics averaged over every
+            path trained, which can wreck its eval-mode accuracy; SPOS re-estimates them the same way.
     """
 
     def __init__(
@@ -66,6 +73,7 @@ class NASModule(LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         export_dir: str | None = None,
         overwrite_export: bool = False,
+        bn_recalibration_batches: int = 0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # strategies drive their own (possibly bi-level) updates
@@ -77,6 +85,9 @@ class NASModule(LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.export_dir = export_dir
         self.overwrite_export = overwrite_export
+        if isinstance(bn_recalibration_batches, bool) or not isinstance(bn_recalibration_batches, int) or bn_recalibration_batches < 0:
+            raise NASFrameError(f"bn_recalibration_batches must be an integer >= 0, got {bn_recalibration_batches!r}")
+        self.bn_recalibration_batches = bn_recalibration_batches
         self.final_architecture: Architecture | None = None
         self.exported_to: Path | None = None
         self.example_input_shape: tuple[int, ...] | None = None
@@ -330,13 +341,30 @@ class NASModule(LightningModule):
         self.final_architecture = self.search_space.validate(architecture)
         return self.final_architecture
 
-    def final_network(self, architecture: Architecture) -> nn.Module:
-        """The standalone network: extracted with the supernet's weights, or freshly built."""
+    def final_network(self, architecture: Architecture, datamodule: Any = None) -> nn.Module:
+        """The standalone network: extracted with the supernet's weights (BatchNorm statistics
+        re-estimated when ``bn_recalibration_batches`` asks, on ``datamodule``, default the
+        trainer's), or freshly built."""
         if self.supernet is not None:
             network = self.hook.nasframe_extract_network(supernet=self.supernet, architecture=architecture)
+            if self.bn_recalibration_batches:
+                self.recalibrate_batchnorm(network, datamodule)
         else:
             network = self.hook.nasframe_build_network(architecture=architecture)
         return network.cpu().eval()
+
+    def recalibrate_batchnorm(self, network: nn.Module, datamodule: Any = None) -> int:
+        """Re-estimate ``network``'s BatchNorm statistics on the first ``bn_recalibration_batches``
+        batches of ``datamodule``'s ``calibration_dataloader`` (its ``train_dataloader`` when it has
+        none); returns the number of batches used."""
+        datamodule = datamodule if datamodule is not None else getattr(self._trainer, "datamodule", None)
+        if datamodule is None:
+            raise NASFrameError("bn_recalibration_batches needs the training data: fit with a datamodule, "
+                                "or give `nasframe export` the config's data")
+        loader = getattr(datamodule, "calibration_dataloader", datamodule.train_dataloader)()
+        batches = itertools.islice(iter(loader), self.bn_recalibration_batches)
+        return recalibrate_batchnorm(network, (split_batch(b["weights"] if isinstance(b, dict) else b)[0][0] for b in batches))
+
 
     def example_input(self) -> torch.Tensor | None:
         shape = self.example_input_shape or getattr(self.search_space, "input_shape", None)

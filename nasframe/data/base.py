@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
 import random
 from abc import ABC, abstractmethod
@@ -226,6 +227,15 @@ class NASDataModule(LightningDataModule, ABC):
     def val_dataloader(self) -> DataLoader:
         self.setup()
         return self._loader("val", False)
+
+    def calibration_dataloader(self) -> DataLoader:
+        """The training images through ``eval_transform`` (as validation sees an image: no
+        augmentation), in the split's seeded order, full batches: for re-estimating the BatchNorm
+        statistics of an extracted network (``NASModule(bn_recalibration_batches=...)``)."""
+        self.setup()
+        images = copy.copy(self._splits["train"])
+        images.transform = self.eval_transform
+        return DataLoader(images, batch_size=self.batch_size, shuffle=False, drop_last=True)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
