@@ -423,14 +423,20 @@ class NASModule(LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this before it loads the weights: a checkpoint of another config fails
+        # here in one line, not in load_state_dict's list of every key.
+        path = self._trainer.ckpt_path if self._trainer is not None else None
         saved = checkpoint.get("nasframe")
         if saved is None:
-            raise CheckpointError("the checkpoint holds no nasframe search state; was it written by a NASModule?")
+            raise CheckpointError(f"{_checkpoint_name(path)} holds no nasframe search state; was it written by a NASModule?")
+        _check_same_search_space(self, saved, path)
         shape = saved.get("example_input_shape")
         self.example_input_shape = tuple(shape) if shape else None
         if saved.get("global_rng"):
             _set_global_rng_state(saved["global_rng"])
         self.hook.nasframe_load_state_dict(nas=self, state=saved["state"])
+        if self.strict_loading:  # as Lightning will load them next; checked last, after plugins restored their state
+            _check_same_weights(self, checkpoint.get("state_dict", {}), path)
 
 
 def _global_rng_state() -> dict[str, Any]:
@@ -457,7 +463,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:300]
+        # torch's weights-only refusal is a paragraph of advice; its reason follows this marker
+        _, refused, detail = str(exc).partition("WeightsUnpickler error:")
+        lines = [line.strip() for line in (detail if refused else str(exc)).splitlines() if line.strip()]
+        reason = ("it holds objects a weights-only load refuses: " if refused else "") + (lines[0] if lines else type(exc).__name__)
+        reason = reason[:300]
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated, tampered with or not a checkpoint: {reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "nasframe" not in checkpoint:
         raise CheckpointError(f"{str(path)!r} is not a nasframe search checkpoint (no 'state_dict' and 'nasframe' entries)")
@@ -465,12 +475,62 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_search_checkpoint(nas: NASModule, path: str | Path) -> dict[str, Any]:
-    """Load a nasframe checkpoint's weights and search state into ``nas`` (``weights_only=True``)."""
+    """Load a nasframe checkpoint's weights and search state into ``nas`` (``weights_only=True``),
+    in Lightning's order: search state, then weights. A checkpoint of another config fails naming
+    the file and what differs."""
     checkpoint = read_checkpoint(path)
-    try:
-        nas.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not match this configuration: {exc}") from None
+    _check_same_search_space(nas, checkpoint["nasframe"], path)
+    _check_same_weights(nas, checkpoint["state_dict"], path)
     nas.on_load_checkpoint(checkpoint)
+    nas.load_state_dict(checkpoint["state_dict"])
     return checkpoint
+
+
+def _checkpoint_name(path: str | Path | None) -> str:
+    return f"checkpoint {str(path)!r}" if path is not None else "the checkpoint"
+
+
+def _check_same_search_space(nas: NASModule, saved: dict[str, Any], path: str | Path | None) -> None:
+    """The space's ``class_path``/``init_args`` stored in the checkpoint must be this config's."""
+    theirs, ours = saved.get("search_space"), nas.search_space.config()
+    if theirs is None:
+        return
+    prefix = f"{_checkpoint_name(path)} was written for a different search space"
+    if theirs.get("class_path") != ours["class_path"]:
+        raise CheckpointError(f"{prefix}: {theirs.get('class_path')} in the checkpoint, {ours['class_path']} in this config")
+    their_args, our_args = _plain(theirs.get("init_args", {})), _plain(ours["init_args"])
+    unset = "unset"
+    differences = [f"{key} {their_args.get(key, unset)!r} in the checkpoint, {our_args.get(key, unset)!r} in this config"
+                   for key in sorted(set(their_args) | set(our_args)) if their_args.get(key, unset) != our_args.get(key, unset)]
+    if differences:
+        raise CheckpointError(f"{prefix}: {'; '.join(differences)}")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists: a YAML list and a default tuple are the same config."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _check_same_weights(nas: NASModule, state_dict: dict[str, Any], path: str | Path | None) -> None:
+    """What a strict ``load_state_dict`` would reject (another strategy or objectives), as one line
+    naming the first few keys."""
+    own = nas.state_dict()
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    reshaped = [f"{key} {tuple(state_dict[key].shape)} in the checkpoint, {tuple(value.shape)} in this config"
+                for key, value in own.items()
+                if key in state_dict and isinstance(value, torch.Tensor) and isinstance(state_dict[key], torch.Tensor)
+                and value.shape != state_dict[key].shape]
+    problems = [f"{what} {_first(items)}" for what, items in (("missing weights", missing), ("unexpected weights", unexpected),
+                                                               ("other shapes:", reshaped)) if items]
+    if problems:
+        raise CheckpointError(f"{_checkpoint_name(path)} does not match this configuration (another strategy, objectives "
+                              f"or space?): {'; '.join(problems)}")
+
+
+def _first(items: list[str], shown: int = 3) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 

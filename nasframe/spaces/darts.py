@@ -367,7 +367,7 @@ class DARTSSpace(SearchSpace):
                     raise ArchitectureError(f"cell {c}, node {node}: malformed group {group!r}; expected '|op~i|op~i|'")
                 for part in parts:
                     op, sep, source = part.partition("~")
-                    if not sep or not source.isdigit():
+                    if not sep or not (source.isascii() and source.isdigit()):  # isdigit alone takes '٣', '²'...
                         raise ArchitectureError(f"cell {c}, node {node}: malformed gene {part!r}; expected 'op~input'")
                     genes.append((op, int(source)))
             cells.append(tuple(genes))

@@ -23,7 +23,7 @@ from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import CategoricalSearchSpace
 
 SKIP = "skip"
-_CHOICE = re.compile(r"^k(\d+)_e(\d+)$")
+_CHOICE = re.compile(r"^k([0-9]+)_e([0-9]+)$")  # [0-9], not \d (any Unicode digit)
 
 
 def _bn(channels: int, track_running_stats: bool) -> nn.BatchNorm2d:

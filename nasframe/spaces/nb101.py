@@ -15,6 +15,7 @@ average pooling and a linear classifier.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,7 +170,11 @@ class NB101Space(SearchSpace):
         ops = list(ops)
         if len(ops) == VERTICES and ops[0] == INPUT and ops[-1] == OUTPUT:
             ops = ops[1:-1]
-        return self.validate(Architecture(self.name, (tuple(tuple(int(v) for v in row) for row in matrix), tuple(ops))))
+        try:  # only integers become ints: int() would also read '1', 1.7 or a non-ASCII digit such as '١'
+            rows = tuple(tuple(int(v) if isinstance(v, numbers.Integral) else v for v in row) for row in matrix)
+        except TypeError:
+            raise ArchitectureError(f"the NAS-Bench-101 matrix must be {VERTICES} rows of {VERTICES} 0/1 entries, got {matrix!r:.80}") from None
+        return self.validate(Architecture(self.name, (rows, tuple(ops))))
 
     def validate(self, architecture: Architecture) -> Architecture:
         if not isinstance(architecture, Architecture):

@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasframe.errors import ArchitectureError
+from nasframe.errors import ArchitectureError, NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import CategoricalSearchSpace
 
 OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to node, from node) in string order
 NUM_ARCHITECTURES = len(OPERATIONS) ** len(EDGES)
-_GROUP = re.compile(r"^\|(?:[a-z0-9_]+~\d\|)+$")
+_GROUP = re.compile(r"^\|(?:[a-z0-9_]+~[0-9]\|)+$")  # [0-9], not \d: \d matches any Unicode digit, which int() reads
 
 
 class ReLUConvBN(nn.Sequential):
@@ -144,6 +144,10 @@ class NB201Space(CategoricalSearchSpace):
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10, in_channels: int = 3,
                  image_size: int = 32, bn_affine: bool = True, bn_track_running_stats: bool = True) -> None:
+        for key, value in (("channels", channels), ("cells_per_stage", cells_per_stage), ("num_classes", num_classes),
+                           ("in_channels", in_channels), ("image_size", image_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # else torch fails deep inside the build
+                raise NASFrameError(f"NB201Space: {key} must be a positive integer, got {value!r}")
         self.channels = channels
         self.cells_per_stage = cells_per_stage
         self.num_classes = num_classes
