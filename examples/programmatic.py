@@ -4,10 +4,10 @@
 """
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 import nasframe
-from nasframe import NASModule
+from nasframe import NASModule, NASTrainer
 from nasframe.data import DigitsDataModule
 from nasframe.objectives import CrossEntropy
 from nasframe.spaces.nb201 import NB201Space
@@ -25,7 +25,9 @@ def main(export_dir: str = "runs/programmatic/export", max_epochs: int = 10) -> 
         export_dir=export_dir,
         overwrite_export=True,
     )
-    trainer = Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, default_root_dir="runs/programmatic",
+    # NASTrainer: Lightning's Trainer plus a last.ckpt in runs/programmatic/checkpoints after every epoch,
+    # so that trainer.fit(..., ckpt_path="last") resumes a killed search
+    trainer = NASTrainer(max_epochs=max_epochs, accelerator="cpu", devices=1, default_root_dir="runs/programmatic",
                       enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(search, datamodule=DigitsDataModule(batch_size=64))
 

@@ -9,10 +9,11 @@ from nasframe.export import load_model
 from nasframe.hookspecs import hookimpl
 from nasframe.module import NASModule, Plugin, SearchStep
 from nasframe.spaces.architecture import Architecture
+from nasframe.trainer import NASTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Architecture", "ArchitectureError", "CheckpointError", "DataError", "ExportError", "NASFrameError", "NASModule",
-    "Plugin", "PluginError", "SearchStep", "hookimpl", "load_model",
+    "NASTrainer", "Plugin", "PluginError", "SearchStep", "hookimpl", "load_model",
 ]

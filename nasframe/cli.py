@@ -18,28 +18,14 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from nasframe.errors import NASFrameError
-from nasframe.module import NASModule, load_search_checkpoint, read_checkpoint
+from nasframe.module import read_checkpoint
 from nasframe.plugins import NASPluginManager
-
-
-class NASTrainer(Trainer):
-    """Lightning's Trainer plus ``export``, so that ``nasframe export`` takes the same config as ``fit``."""
-
-    def export(self, model: LightningModule, ckpt_path: str, export_dir: str, overwrite: bool = False,
-               datamodule: LightningDataModule | None = None) -> Path:
-        """Export the final model of a saved search (a checkpoint of the same config) into ``export_dir``."""
-        if not isinstance(model, NASModule):
-            raise NASFrameError(f"export needs a nasframe.NASModule model, got {type(model).__name__}")
-        load_search_checkpoint(model, ckpt_path)
-        network = model.final_network(model.decide(), datamodule=datamodule)
-        directory = model.export(export_dir, overwrite=overwrite, network=network)
-        print(model.summary(model.final_architecture, directory, network))
-        return directory
+from nasframe.trainer import NASTrainer
 
 
 class NASFrameCLI(LightningCLI):
