@@ -51,6 +51,16 @@ def nasframe_search_end(nas: NASModule, architecture: Architecture, export_dir: 
     global rank 0) exported. ``export_dir`` is ``None`` where nothing was exported. Collecting."""
 
 
+@hookspec
+def nasframe_search_report(nas: NASModule) -> dict[str, float] | None:
+    """Return figures about the search as it stands, ``{name: number}`` (e.g. a strategy's steps per
+    phase of its schedule); ``None`` or ``{}`` for none. Called on global rank 0 by
+    ``NASModule.on_fit_end`` after the final architecture is chosen and exported, which sends the
+    figures to the trainer's loggers at the last global step, and by ``NASModule.summary``, which
+    prints one line ``  name: value`` each (``nasframe export`` too, from a checkpoint's state).
+    Collecting; names must be unique across plugins."""
+
+
 # --------------------------------------------------------------------------------------------
 # Search space (implemented by nasframe.spaces.SearchSpace; first result wins)
 # --------------------------------------------------------------------------------------------

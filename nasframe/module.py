@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from nasframe.data.base import NASDataModule
 from nasframe.buffers import recalibrate_batchnorm
 from nasframe.errors import CheckpointError, NASFrameError
+from nasframe.evaluation import KNN_K, evaluate_search
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
 from nasframe.objectives import CrossEntropy, Objective
 from nasframe.plugins import NASPluginManager
@@ -90,6 +91,7 @@ class NASModule(LightningModule):
         self.bn_recalibration_batches = bn_recalibration_batches
         self.final_architecture: Architecture | None = None
         self.exported_to: Path | None = None
+        self.evaluation: dict[str, float] = {}  # the export's quality on labelled validation images (nasframe.evaluation)
         self.example_input_shape: tuple[int, ...] | None = None
         self._optimizer_names: list[str] = []
         self._train_batches_with_loss = self._unlabelled_train_batches = 0  # per epoch
@@ -318,6 +320,9 @@ class NASModule(LightningModule):
         if self.trainer.is_global_zero:
             network = self.final_network(architecture)  # extracted once, for the export and the summary
             directory = self.export(self._default_export_dir(), network=network)
+            self.evaluation = evaluate_search(self, architecture, network)
+            for logger in self.trainer.loggers:  # self.log is closed in on_fit_end; the loggers finalize after it
+                logger.log_metrics({**self.evaluation, **self.search_report()}, step=self.global_step)
             rank_zero_info(self.summary(architecture, directory, network))
         self.hook.nasframe_search_end(nas=self, architecture=architecture, export_dir=directory)
 
@@ -396,9 +401,24 @@ class NASModule(LightningModule):
         for name in ("val/accuracy", "search/best_score", "search/evaluated"):
             if self._trainer is not None and name in self.trainer.callback_metrics:
                 lines.append(f"  {name + ':':13} {float(self.trainer.callback_metrics[name]):.4g}")
+        if "knn/accuracy" in self.evaluation:
+            lines.append(f"  knn/accuracy: {self.evaluation['knn/accuracy']:.1f} "
+                         f"(at init {self.evaluation['knn/accuracy_at_init']:.1f}; validation images, {KNN_K} neighbours)")
+            lines.append(f"  export/val_accuracy: {self.evaluation['export/val_accuracy']:.1f} (its own classifier head)")
+        lines += [f"  {name}: {int(value) if value.is_integer() else f'{value:.4g}'}" for name, value in self.search_report().items()]
         if directory is not None:
             lines.append(f"  exported to:  {directory}  (load with nasframe.load_model)")
         return "\n".join(lines)
+
+    def search_report(self) -> dict[str, float]:
+        """Figures the plugins report about the search (``nasframe_search_report``), by name."""
+        report: dict[str, float] = {}
+        for contribution in self.hook.nasframe_search_report(nas=self):
+            for name, value in (contribution or {}).items():
+                if name in report:
+                    raise NASFrameError(f"two plugins report a figure named {name!r}")
+                report[name] = float(value)
+        return report
 
     def _default_export_dir(self) -> Path:
         if self.export_dir is not None:
