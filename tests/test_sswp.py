@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from nasframe import load_model
+from nasframe import NASFrameError, load_model
 from nasframe.cli import main
-from nasframe.spaces.darts import DARTSSpace
+from nasframe.spaces.darts import EDGE_INDEX, DARTSSpace
 from nasframe_sswp import Schedule, SSWPStrategy, binary_gates, rescale_, single_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +143,96 @@ def test_the_same_search_runs_supervised_by_config_change(tmp_path):
     export = cli_search(tmp_path, '--model.init_args.objectives=[{"class_path": "nasframe.objectives.CrossEntropy"}]',
                         "--data.init_args.train_transform=null", "--data.init_args.label_fraction=1.0")
     assert (export / "model.safetensors").is_file()
+
+
+def test_a_step_budget_gives_the_longest_schedule_that_fits_it():
+    # Lightning's max_steps counts weight and architecture steps; the schedule must fit exactly
+    schedule = Schedule(warmup=0.2, search=0.4)
+    for cells, every in ((3, 2), (2, 5), (8, 1)):
+        for budget in range(1, 90):
+            total = schedule.total_within(budget, cells, every)
+            fits = [t for t in range(1, budget + 1) if t + schedule.architecture_steps(t, cells, every) <= budget]
+            assert total == max(fits, default=1), (cells, every, budget)
+    # architecture steps: every 2nd weight step from the search's start until every cell is frozen
+    assert schedule.architecture_steps(100, 4, 2) == len(range(20, 90, 2))
+    assert schedule.steps_per_phase(100, 100) == {"warmup": 20, "search": 40, "prune": 40}
+    assert schedule.steps_per_phase(30, 100) == {"warmup": 20, "search": 10, "prune": 0}
+
+
+def cli_model(tmp_path, *extra: str):
+    """The (shrunk) example config's trainer, module and datamodule, without running them."""
+    from nasframe.cli import NASFrameCLI
+
+    args = ["--config", str(ROOT / "examples" / "sswp_darts_digits.yaml"), f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_checkpointing=false", "--data.init_args.batch_size=8", "--data.init_args.limit_train=192",
+            "--model.init_args.search_space.init_args.channels=2", "--model.init_args.strategy.init_args.architecture_every=2",
+            f"--model.init_args.export_dir={tmp_path / 'export'}", *extra]
+    cli = NASFrameCLI(args=args, run=False)
+    return cli.trainer, cli.model, cli.datamodule
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory):
+    """A complete tiny label-free search, 9 trainer steps (weight + architecture), logged to CSV."""
+    tmp_path = tmp_path_factory.mktemp("sswp")
+    trainer, nas, data = cli_model(tmp_path, "--trainer.max_steps=9", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+                                   f"--trainer.logger.init_args.save_dir={tmp_path}")
+    trainer.fit(nas, datamodule=data)
+    return trainer, nas, tmp_path
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_finished_schedule_is_reported_in_the_summary_and_the_log(finished_search):
+    trainer, nas, tmp_path = finished_search
+    strategy = nas.strategy
+    total = strategy.schedule.total_within(9, 3, 2)
+    assert strategy.step_count == total and trainer.global_step <= 9 and len(strategy.frozen) == 3
+    done = strategy.schedule.steps_per_phase(total, total)
+    lines = nas.summary(nas.final_architecture, None).splitlines()
+    for phase in ("warmup", "search", "prune"):
+        assert f"  schedule/{phase}_steps: {done[phase]}" in lines
+    assert "  schedule/frozen_cells: 3" in lines and any(line.startswith("  knn/accuracy: ") for line in lines)
+    with open(next(tmp_path.rglob("metrics.csv"))) as file:
+        final = [row for row in csv.DictReader(file) if row.get("schedule/prune_steps")]
+    assert len(final) == 1 and float(final[0]["schedule/frozen_cells"]) == 3
+    assert float(final[0]["schedule/warmup_steps"]) == done["warmup"] and float(final[0]["knn/accuracy"]) >= 0
+
+
+@pytest.mark.parametrize("max_steps, phase", [(3, "warm-up"), (6, "search")])
+@pytest.mark.usefixtures("one_thread")
+def test_a_cut_schedule_fails_naming_its_phase_and_exports_nothing(tmp_path, max_steps, phase):
+    # a schedule of 20 weight steps (4 warm-up, 8 search, 8 pruning) that the trainer stops early
+    trainer, nas, data = cli_model(tmp_path, "--model.init_args.strategy.init_args.total_steps=20",
+                                   f"--trainer.max_steps={max_steps}", "--trainer.logger=false")
+    with pytest.raises(NASFrameError, match=f"cut in its {phase} phase: .* of 20 weight steps"):
+        trainer.fit(nas, datamodule=data)
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_export_keeps_the_searched_weights_and_outputs(finished_search):
+    _, nas, tmp_path = finished_search
+    strategy, supernet, architecture = nas.strategy, nas.supernet.eval(), nas.final_architecture
+    assert architecture.choices == tuple(strategy.frozen[c] for c in range(3)), "the export is the pruned network"
+    exported = load_model(tmp_path / "export").eval()
+    shared = supernet.state_dict()
+    copied = set()
+    for name, value in exported.state_dict().items():
+        parts = name.split(".")
+        if parts[0] == "cells" and parts[2] == "ops":  # gene g of cell c is one operation of one supernet edge
+            cell, gene = int(parts[1]), int(parts[3])
+            op, source = architecture.choices[cell][gene]
+            parts = [*parts[:2], "edges", str(EDGE_INDEX[(gene // 2, source)]), op, *parts[4:]]
+        source_name = ".".join(parts)
+        if source_name in shared:
+            assert torch.equal(value, shared[source_name]), name
+            copied.add(parts[0] if parts[0] != "cells" else parts[2])
+        else:  # the supernet's BatchNorms have no affine parameters: the export's start at the identity
+            assert parts[-1] in ("weight", "bias") and torch.equal(value, torch.full_like(value, float(parts[-1] == "weight"))), name
+    assert copied == {"stem", "preprocess0", "preprocess1", "edges", "classifier"}
+    assert not torch.equal(exported.stem[1].running_mean, torch.zeros_like(exported.stem[1].running_mean)), "trained statistics"
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = supernet(x, architecture)
+        torch.testing.assert_close(exported(x), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(supernet(x, strategy._frozen_paths()), expected, rtol=0, atol=1e-6)

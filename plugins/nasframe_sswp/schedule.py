@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -40,7 +41,29 @@ class Schedule:
         length = max(total - start, 1e-9)
         return min(cells, math.floor((step - start) * cells / length) + 1)
 
-    def architecture_fraction(self, cells: int) -> float:
-        """Fraction of weight steps during which alpha is learned (search + pruning but the last interval)."""
+    def steps_per_phase(self, step: int, total: int) -> dict[str, int]:
+        """Weight steps done in each phase after ``step`` of ``total`` steps (all of them at ``step == total``)."""
+        search_start, prune_start = self.bounds(total)
+        prune_start = min(prune_start, total)
+        return {"warmup": min(step, search_start), "search": max(0, min(step, prune_start) - search_start),
+                "prune": max(0, step - prune_start)}
+
+    def architecture_steps(self, total: int, cells: int, every: int) -> int:
+        """Architecture steps in a schedule of ``total`` weight steps: one at every ``every``-th weight
+        step from the start of the search until the last cell is frozen."""
+        search_start, prune_start = self.bounds(total)
+        # the first step with every cell frozen (frozen_cells never decreases), or the end
+        end = bisect.bisect_left(range(prune_start, total), cells, key=lambda t: self.frozen_cells(t, total, cells))
+        end = prune_start + end if prune_start < total else total
+        return max(0, -(-end // every) - -(-search_start // every))  # multiples of `every` in [search_start, end)
+
+    def total_within(self, trainer_steps: int, cells: int, every: int) -> int:
+        """The longest schedule (weight steps) whose weight and architecture steps together fit in
+        ``trainer_steps`` (Lightning's ``max_steps`` counts both), at least 1."""
+        fits = lambda total: total + self.architecture_steps(total, cells, every) <= trainer_steps  # noqa: E731
         prune = 1.0 - self.warmup - self.search
-        return self.search + prune * (1.0 - 1.0 / max(cells, 1))
+        learned = self.search + prune * (1.0 - 1.0 / max(cells, 1))  # fraction of weight steps with alpha steps
+        total = min(trainer_steps, int(trainer_steps / (1.0 + learned / every)) + every + 2)  # just above the answer
+        while total > 1 and not fits(total):
+            total -= 1
+        return total

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nasframe.errors import NASFrameError
+from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.darts import EDGE_INDEX, OPERATIONS, PathWeights
 from nasframe.strategies import DifferentiableStrategy
@@ -20,6 +21,8 @@ from nasframe_sswp.schedule import Schedule
 
 if TYPE_CHECKING:
     from nasframe.module import NASModule
+
+PHASE_NAMES = {"warmup": "warm-up", "search": "search", "prune": "pruning"}
 
 
 class SSWPStrategy(DifferentiableStrategy):
@@ -35,8 +38,11 @@ class SSWPStrategy(DifferentiableStrategy):
         architecture_lr, architecture_betas, architecture_weight_decay: Adam for alpha. beta1 = 0
             keeps unsampled ops still: their gradient is 0 and no momentum moves them.
         warmup, search: fractions of the weight steps (the rest prunes progressively).
-        total_steps: weight steps of the whole search; default: from the trainer's ``max_epochs``
-            / ``max_steps`` (Lightning counts architecture steps in ``max_steps`` too).
+        total_steps: weight steps of the whole search; default: the most that the trainer's
+            ``max_epochs`` (epochs x batches) and ``max_steps`` (which counts architecture steps
+            too) both allow. The search stops when its schedule ends; a trainer that stops before
+            (``max_time``, an interruption, a ``max_steps`` below a given ``total_steps``) fails the
+            search with a ``NASFrameError`` naming the phase that was cut: a cut schedule is no result.
         prune_order: which cell freezes next: ``"confidence"`` (highest mean best-op probability
             first) or ``"sequential"`` (input to output).
         rescale: after each architecture step, restore the sampled ops' total exp-mass per edge.
@@ -93,8 +99,7 @@ class SSWPStrategy(DifferentiableStrategy):
             if trainer.max_epochs is not None and trainer.max_epochs > 0 and math.isfinite(batches):
                 candidates.append(int(trainer.max_epochs * batches))
             if trainer.max_steps is not None and trainer.max_steps > 0:
-                fraction = self.schedule.architecture_fraction(self._space.cells)
-                candidates.append(int(trainer.max_steps / (1.0 + fraction / self.architecture_every)))
+                candidates.append(self.schedule.total_within(trainer.max_steps, self._space.cells, self.architecture_every))
             if not candidates:
                 raise NASFrameError("SSWPStrategy needs the search length: set trainer max_epochs or max_steps, "
                                     "or the strategy's total_steps")
@@ -103,6 +108,33 @@ class SSWPStrategy(DifferentiableStrategy):
 
     def phase(self, nas: NASModule) -> str:
         return self.schedule.phase(self.step_count, self.total(nas))
+
+    def _known_total(self) -> int | None:
+        """The schedule's length if it is known without a trainer (given, or resolved by a run)."""
+        return self.total_steps if self.total_steps is not None else self._resolved_total
+
+    def schedule_report(self) -> dict[str, int]:
+        """Weight steps done per phase, of how many planned, and the frozen cells."""
+        total = self._known_total() or 0
+        done = self.schedule.steps_per_phase(self.step_count, total)
+        planned = self.schedule.steps_per_phase(total, total)
+        return {**{f"{phase}_steps": done[phase] for phase in done}, **{f"{phase}_planned": planned[phase] for phase in planned},
+                "frozen_cells": len(self.frozen), "cells": self._space.cells if self._space is not None else 0}
+
+    def check_complete(self) -> None:
+        """Raise a ``NASFrameError`` naming the phase that was cut when the schedule has not run to its end."""
+        total = self._known_total()
+        if total is not None and self.step_count >= total:
+            return
+        done = self.schedule_report()
+        phase = PHASE_NAMES[self.schedule.phase(self.step_count, total)] if total else "warm-up"
+        steps = ", ".join(f"{PHASE_NAMES[p]} {done[p + '_steps']}/{done[p + '_planned']}" for p in PHASE_NAMES)
+        raise NASFrameError(
+            f"the SSWP schedule was cut in its {phase} phase: {self.step_count} of {total or '?'} weight steps done "
+            f"({steps}; {done['frozen_cells']} of {done['cells']} cells frozen). "
+            "The trainer stopped before the schedule ended (max_time, max_steps, or an interruption): resume with "
+            "--ckpt_path last, or give the search a length it can finish (trainer max_epochs/max_steps, or the "
+            "strategy's total_steps); its architecture is not a search result")
 
     def _freeze_due_cells(self, nas: NASModule) -> None:
         due = self.schedule.frozen_cells(self.step_count, self.total(nas), self._space.cells)
@@ -142,6 +174,8 @@ class SSWPStrategy(DifferentiableStrategy):
         loss = super().search_step(nas, batch, batch_idx)
         nas.log_metrics({"search/frozen_cells": float(len(self.frozen)),
                          "search/alpha_confidence": float(self.alpha.detach().softmax(-1).amax(-1).mean())})
+        if self.step_count >= self.total(nas):
+            nas.stop_search()  # the schedule is complete; steps beyond it would only train the derived network
         return loss
 
     def updates_architecture(self, nas: NASModule, batch_idx: int) -> bool:
@@ -166,6 +200,16 @@ class SSWPStrategy(DifferentiableStrategy):
         self._pending = None
 
     # ---- result -------------------------------------------------------------------------------
+    def final_architecture(self, nas: NASModule) -> Architecture:
+        self.check_complete()
+        return self.current_architecture(nas)
+
+    @hookimpl(specname="nasframe_search_report")
+    def report(self, nas: NASModule) -> dict[str, float]:
+        """Steps done per phase and cells frozen, for the summary and the loggers."""
+        done = self.schedule_report()
+        return {f"schedule/{key}": float(done[key]) for key in ("warmup_steps", "search_steps", "prune_steps", "frozen_cells")}
+
     def current_architecture(self, nas: NASModule) -> Architecture:
         space = self._space
         cells = tuple(self.frozen.get(c) or space.derive_cell(self.alpha[c]) for c in range(space.cells))
