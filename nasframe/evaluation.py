@@ -120,7 +120,16 @@ def evaluate_search(nas: NASModule, architecture: Architecture, network: nn.Modu
         fresh = nas.hook.nasframe_build_network(architecture=architecture)
     fresh_features, _, labels = features_and_logits(fresh.to(device), images, device)
     results["knn/accuracy_at_init"] = knn_accuracy(fresh_features, labels)
+    if not _head_trained_on_labels(nas, trainer.datamodule):
+        del results["export/val_accuracy"]  # an untrained head's accuracy is chance and would read as the method's
     return results
+
+
+def _head_trained_on_labels(nas: NASModule, datamodule: Any) -> bool:
+    """Whether the search trained the exported network's classifier on labelled images: a supernet
+    trained by the strategy, on data that keeps some labels (zero-cost searches export fresh
+    weights; label-free searches never train the head)."""
+    return nas.supernet is not None and nas.strategy.trains_weights and getattr(datamodule, "label_fraction", 1.0) > 0
 
 
 def _copy_to(network: nn.Module, device: torch.device) -> nn.Module:

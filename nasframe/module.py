@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nasframe.data.base import NASDataModule
 from nasframe.buffers import recalibrate_batchnorm
+from nasframe.data.base import NASDataModule
 from nasframe.errors import CheckpointError, NASFrameError
 from nasframe.evaluation import KNN_K, evaluate_search
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
@@ -259,8 +261,12 @@ class NASModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, NASDataModule):
             datamodule.check_fits(self.search_space)  # data the space cannot take fails here, before any work
-        if stage == "fit" and self.export_dir is not None and self.trainer.is_global_zero:
-            check_export_target(Path(self.export_dir), self.overwrite_export)  # fail before any work
+        if stage == "fit":
+            for checkpoint in self.trainer.checkpoint_callbacks:
+                if isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last is None:
+                    checkpoint.save_last = True  # what `--ckpt_path last` resumes from
+            if self.trainer.is_global_zero:
+                check_export_target(self._default_export_dir(), self.overwrite_export, *self._export_guard())  # before any work
         strategy = self.trainer.strategy
         if isinstance(strategy, DDPStrategy):
             # a single-path step leaves most of the supernet unused; DDP must not wait for those grads
@@ -355,7 +361,11 @@ class NASModule(LightningModule):
             if self.bn_recalibration_batches:
                 self.recalibrate_batchnorm(network, datamodule)
         else:
-            network = self.hook.nasframe_build_network(architecture=architecture)
+            # fresh weights from their own seed, not from whatever the search left in the global RNG:
+            # the same search exports the same network, resumed or not
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)))
+                network = self.hook.nasframe_build_network(architecture=architecture)
         return network.cpu().eval()
 
     def recalibrate_batchnorm(self, network: nn.Module, datamodule: Any = None) -> int:
@@ -370,7 +380,6 @@ class NASModule(LightningModule):
         batches = itertools.islice(iter(loader), self.bn_recalibration_batches)
         return recalibrate_batchnorm(network, (split_batch(b["weights"] if isinstance(b, dict) else b)[0][0] for b in batches))
 
-
     def example_input(self) -> torch.Tensor | None:
         shape = self.example_input_shape or getattr(self.search_space, "input_shape", None)
         if shape is None:
@@ -383,9 +392,10 @@ class NASModule(LightningModule):
         into ``directory`` (atomically)."""
         architecture = self.final_architecture or self.decide()
         network = network if network is not None else self.final_network(architecture)
+        guard = self._export_guard() if self._trainer is not None else ((), ())
         self.exported_to = export_model(
             self.hook, self.search_space, architecture, network, self.example_input(),
-            Path(directory), self.overwrite_export if overwrite is None else overwrite,
+            Path(directory), self.overwrite_export if overwrite is None else overwrite, *guard,
         )
         return self.exported_to
 
@@ -404,11 +414,21 @@ class NASModule(LightningModule):
         if "knn/accuracy" in self.evaluation:
             lines.append(f"  knn/accuracy: {self.evaluation['knn/accuracy']:.1f} "
                          f"(at init {self.evaluation['knn/accuracy_at_init']:.1f}; validation images, {KNN_K} neighbours)")
-            lines.append(f"  export/val_accuracy: {self.evaluation['export/val_accuracy']:.1f} (its own classifier head)")
+            if "export/val_accuracy" in self.evaluation:
+                lines.append(f"  export/val_accuracy: {self.evaluation['export/val_accuracy']:.1f} (its own classifier head)")
         lines += [f"  {name}: {int(value) if value.is_integer() else f'{value:.4g}'}" for name, value in self.search_report().items()]
         if directory is not None:
             lines.append(f"  exported to:  {directory}  (load with nasframe.load_model)")
         return "\n".join(lines)
+
+    def _export_guard(self) -> tuple[list[Path], list[Path]]:
+        """What an export must not overlap (the run's log and checkpoint directories) and must not
+        contain (the run's root): ``overwrite_export`` there would destroy the run itself."""
+        trainer = self.trainer
+        protected = [Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)]
+        if self.export_dir is not None and trainer.loggers and trainer.log_dir:
+            protected.append(Path(trainer.log_dir))  # the default export lives inside it, by design
+        return protected, [Path(trainer.default_root_dir)]
 
     def search_report(self) -> dict[str, float]:
         """Figures the plugins report about the search (``nasframe_search_report``), by name."""

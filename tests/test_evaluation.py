@@ -81,3 +81,11 @@ def test_searches_without_data_report_no_figures(tmp_path):
     nas = NASModule(tiny_space(), RandomSearch(CountConvolutions(), budget=4, candidates_per_step=2), export_dir=str(tmp_path / "e"))
     tiny_trainer(tmp_path, max_steps=10).fit(nas)
     assert nas.evaluation == {} and "knn/" not in nas.summary(nas.final_architecture, None)
+
+
+def test_an_untrained_head_reports_no_classifier_accuracy(tmp_path):
+    """A label-free search never trains the head: its accuracy would be chance, read as the method's."""
+    search = NASModule(tiny_space(), RandomSearch(CountConvolutions(), budget=4, candidates_per_step=2), export_dir=str(tmp_path / "e"))
+    tiny_trainer(tmp_path, max_steps=4).fit(search, datamodule=tiny_data())
+    assert set(search.evaluation) == {"knn/accuracy", "knn/accuracy_at_init"}, "fresh weights: no trained head"
+    assert "export/val_accuracy" not in search.summary(search.final_architecture, None)

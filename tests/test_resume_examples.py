@@ -18,15 +18,15 @@ from searches import PLUGIN_SEARCHES
 
 TESTS = Path(__file__).parent
 # four epochs of three batches, a checkpoint after each: the two kills fall in epochs 1 and 2
-SHRINK = ["--trainer.max_epochs=4", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-          "--data.init_args.limit_train=96", "--trainer.num_sanity_val_steps=0"]
+SHRINK = ["--trainer.max_epochs=4", "--trainer.limit_train_batches=3", "--data.init_args.limit_train=96",
+          "--trainer.num_sanity_val_steps=0"]
 STRATEGY = "--model.init_args.strategy.init_args."
 CONFIGS = {
     "quickstart.yaml": ["--model.init_args.search_space.init_args.channels=4", "--data.init_args.batch_size=16"],
     **{config: overrides for config, overrides in PLUGIN_SEARCHES.values()},
 }
 # enough search steps for four epochs (sample-based searches stop once their budget is spent)
-CONFIGS["epsinas_digits.yaml"] = CONFIGS["epsinas_digits.yaml"] + [STRATEGY + "candidates_per_step=2"]
+CONFIGS["epsinas_digits.yaml"] = CONFIGS["epsinas_digits.yaml"] + [STRATEGY + "candidates_per_step=2", "--data.init_args.batch_size=16"]
 CONFIGS["seminas_digits.yaml"] = CONFIGS["seminas_digits.yaml"] + [STRATEGY + "budget=24", STRATEGY + "per_iteration=2"]
 
 
