@@ -413,8 +413,8 @@ def summarize(args: argparse.Namespace, arms: dict[int, dict[str, dict[str, Any]
     target = torch.tensor(standalone, dtype=torch.float64)
     for kind in ("spos", "cream"):
         preds = torch.tensor(arms[seeds[0]][kind]["inherited"][: len(standalone)], dtype=torch.float64)
-        ranking[f"{kind}_kendall_tau"] = float(kendall_rank_corrcoef(preds, target)) if len(standalone) > 1 else None
-        ranking[f"{kind}_spearman_rho"] = float(spearman_corrcoef(preds, target)) if len(standalone) > 1 else None
+        ranking[f"{kind}_kendall_tau"] = _finite(kendall_rank_corrcoef(preds, target)) if len(standalone) > 1 else None
+        ranking[f"{kind}_spearman_rho"] = _finite(spearman_corrcoef(preds, target)) if len(standalone) > 1 else None
     interval = comparison["ci95"]
     targets = {
         "cream_minus_spos_at_least_1_with_ci_above_0": comparison["mean_difference"] >= 1.0 and interval is not None
@@ -424,6 +424,11 @@ def summarize(args: argparse.Namespace, arms: dict[int, dict[str, dict[str, Any]
             "ranking": ranking, "targets": targets,
             "spos_mean_inherited": statistics.fmean(arms[s]["spos"]["mean_inherited"] for s in seeds),
             "cream_mean_inherited": statistics.fmean(arms[s]["cream"]["mean_inherited"] for s in seeds)}
+
+
+def _finite(value: torch.Tensor) -> float | None:
+    """A correlation, or None where ties leave it undefined (JSON has no NaN)."""
+    return float(value) if bool(torch.isfinite(value)) else None
 
 
 def report(args: argparse.Namespace, arms: dict[int, dict[str, dict[str, Any]]], summary: dict[str, Any], images: int) -> None:
@@ -447,9 +452,10 @@ def report(args: argparse.Namespace, arms: dict[int, dict[str, dict[str, Any]]],
     else:
         print(f"Cream - SPOS: {c['mean_difference']:+.2f} points; no interval from one seed")
     r = summary["ranking"]
-    if r["spos_kendall_tau"] is not None:
+    if len(r["standalone"]) > 1:
+        tau = {kind: "undefined" if r[f"{kind}_kendall_tau"] is None else f"{r[f'{kind}_kendall_tau']:+.3f}" for kind in ("spos", "cream")}
         print(f"Kendall tau vs {r['standalone_epochs']}-epoch stand-alone (seed {r['seed']}, {r['paths']} paths, median "
-              f"{statistics.median(r['standalone']):.2f}%): SPOS {r['spos_kendall_tau']:+.3f}, Cream {r['cream_kendall_tau']:+.3f}")
+              f"{statistics.median(r['standalone']):.2f}%): SPOS {tau['spos']}, Cream {tau['cream']}")
     if r["final_standalone"]:
         print("final paths stand-alone (seed {}): {}".format(
             r["seed"], ", ".join(f"{k} {v:.2f}%" for k, v in r["final_standalone"].items())))
