@@ -296,3 +296,15 @@ def test_ctrl_c_exits_130_after_a_clean_shutdown_without_exporting(tmp_path):
     assert run.returncode == 130, run.stderr[-2000:]
     assert run.stderr.rstrip().endswith("nasframe: interrupted") and "Traceback" not in run.stderr
     assert not (tmp_path / "export").exists()
+
+
+def test_threads_from_the_config_set_torchs_thread_count(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        main(["fit", *tiny_args(tmp_path), "--threads", "1"])
+        assert torch.get_num_threads() == 1
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", *tiny_args(tmp_path / "bad"), "--threads", "0"])
+        assert exit_info.value.code == 1 and "threads must be a positive integer" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)
