@@ -61,6 +61,14 @@ def nasframe_search_report(nas: NASModule) -> dict[str, float] | None:
     Collecting; names must be unique across plugins."""
 
 
+@hookspec
+def nasframe_components() -> dict[str, list[type]] | None:
+    """Declare what this plugin adds, by kind: ``{"spaces": [...], "strategies": [...],
+    "evaluators": [...], "objectives": [...], "exporters": [...]}`` (classes; omit empty kinds).
+    Implemented at module level by a plugin package's entry-point module; called by ``nasframe
+    list``. Collecting."""
+
+
 # --------------------------------------------------------------------------------------------
 # Search space (implemented by nasframe.spaces.SearchSpace; first result wins)
 # --------------------------------------------------------------------------------------------
@@ -102,6 +110,15 @@ def nasframe_extract_network(supernet: nn.Module, architecture: Architecture) ->
     """Return the standalone network of ``architecture`` carrying the supernet's weights of the
     chosen operations (weight preserving): in eval mode its outputs equal
     ``supernet(x, architecture)``. Called by the module at the end of a search."""
+
+
+@hookspec(firstresult=True)
+def nasframe_architecture_cost(architecture: Architecture) -> dict[str, float] | None:
+    """Return the cost of ``architecture``'s standalone network as ``{"params": number of
+    parameters, "flops": floating-point operations of one forward pass of one input}`` (FLOPs as
+    counted by ``torch.utils.flop_counter.FlopCounterMode``). ``None`` where the space has no cost
+    model. Called by strategies with a FLOPs range (single-path, Cream), by multi-objective
+    searches and by the run record. First result wins."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,6 +185,16 @@ def nasframe_state_dict(nas: NASModule) -> dict[str, Any] | None:
 def nasframe_load_state_dict(nas: NASModule, state: dict[str, Any]) -> None:
     """Restore what ``nasframe_state_dict`` returned (``state`` holds all plugins' keys). Called
     when Lightning loads a checkpoint, before training resumes or an export starts."""
+
+
+@hookspec
+def nasframe_search_record(nas: NASModule, record: dict[str, Any]) -> None:
+    """Called by one-shot strategies (single-path, differentiable, Cream) with what a step or an
+    epoch did, for observers such as the run record: ``record["kind"]`` names the record
+    (``"path"``: the sampled architecture and its batch accuracy; ``"distribution"``: the
+    probability of each op per edge; ``"board"``: the prioritized paths), the other keys are plain
+    values (numbers, strings, lists, dicts). Sample-based strategies report through
+    ``nasframe_candidates_evaluated`` instead. Collecting; return value ignored."""
 
 
 # --------------------------------------------------------------------------------------------
