@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
@@ -130,9 +130,22 @@ def check_input_files(args: list[str]) -> None:
             raise NASFrameError(f"config file {path!r} is not valid YAML: {exc}") from None
 
 
+def _tool_commands() -> dict[str, Callable[[list[str]], int]]:
+    """Subcommands that run no search (no LightningCLI): name -> ``main(argv) -> exit status``."""
+    return {}
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``nasframe`` console script. A user's error prints one line and exits 1;
     Ctrl-C exits 130 after Lightning's shutdown, with no export (the search did not finish)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    tools = _tool_commands()
+    if argv and argv[0] in tools:
+        try:
+            raise SystemExit(tools[argv[0]](argv[1:]))
+        except NASFrameError as exc:
+            print(f"nasframe: error: {_one_line(str(exc))}", file=sys.stderr)
+            raise SystemExit(1) from None
     with _recording_sigint() as interrupted:
         try:
             check_input_files(sys.argv[1:] if args is None else args)
