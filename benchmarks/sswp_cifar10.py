@@ -190,12 +190,13 @@ def trainer(args: argparse.Namespace, **kwargs: Any) -> Trainer:
                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
 
 
-def search_module(args: argparse.Namespace, space: DARTSSpace, strategy: Any, export: Path) -> NASModule:
-    """SimCLR (temperature 0.07) with SGD 0.025 / momentum 0.9 / wd 4e-5, cosine over the epochs: the
-    search's weights, and the pre-training's."""
+def search_module(args: argparse.Namespace, space: DARTSSpace, strategy: Any, export: Path,
+                  temperature: float = 0.07) -> NASModule:
+    """SimCLR (the paper's temperature 0.07) with SGD 0.025 / momentum 0.9 / wd 4e-5, cosine over the
+    epochs: the search's weights, and the pre-training's."""
     optimizer = lambda p: torch.optim.SGD(p, lr=0.025, momentum=0.9, weight_decay=4e-5)  # noqa: E731
     scheduler = lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.search_epochs)  # noqa: E731
-    return NASModule(space, strategy, objectives=[SimCLR(temperature=0.07)], optimizer=optimizer, lr_scheduler=scheduler,
+    return NASModule(space, strategy, objectives=[SimCLR(temperature=temperature)], optimizer=optimizer, lr_scheduler=scheduler,
                      export_dir=str(export))
 
 
@@ -232,6 +233,7 @@ def run_search(args: argparse.Namespace, workdir: Path) -> dict:
             "phases": {phase: {"done": report[f"{phase}_steps"], "planned": report[f"{phase}_planned"]}
                        for phase in ("warmup", "search", "prune")},
             "frozen_cells": report["frozen_cells"], "cells": report["cells"], "knn": nas.evaluation,
+            "chosen_op_steps": {k: report[k] for k in ("chosen_op_steps_mean", "chosen_op_steps_min") if k in report},
             "supernet_parameters": sum(p.numel() for p in nas.supernet.parameters()),
             "network_parameters": sum(p.numel() for p in nas.final_network(nas.final_architecture).parameters())}
 

@@ -198,6 +198,24 @@ def test_a_finished_schedule_is_reported_in_the_summary_and_the_log(finished_sea
     assert float(final[0]["schedule/warmup_steps"]) == done["warmup"] and float(final[0]["knn/accuracy"]) >= 0
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_the_training_each_kept_op_got_is_counted(finished_search):
+    _, nas, _ = finished_search
+    strategy = nas.strategy
+    # single-path weight steps: one op per edge every step until the edge's cell is frozen; then only
+    # the kept edges run (their kept op), so they count every step and dropped edges fewer
+    per_edge = strategy.op_steps.sum(-1)
+    kept = torch.zeros_like(per_edge, dtype=torch.bool)
+    for cell, genes in enumerate(nas.final_architecture.choices):
+        for g, (op, source) in enumerate(genes):
+            kept[cell, EDGE_INDEX[(g // 2, source)]] = True
+    assert bool((per_edge[kept] == strategy.step_count).all()) and bool((per_edge[~kept] < strategy.step_count).all())
+    counts = strategy.chosen_op_steps()
+    assert 0 < counts["chosen_op_steps_min"] <= counts["chosen_op_steps_mean"] <= strategy.step_count
+    lines = nas.summary(nas.final_architecture, None).splitlines()
+    assert any(line.startswith("  schedule/chosen_op_steps_mean: ") for line in lines)
+
+
 @pytest.mark.parametrize("max_steps, phase", [(3, "warm-up"), (6, "search")])
 @pytest.mark.usefixtures("one_thread")
 def test_a_cut_schedule_fails_naming_its_phase_and_exports_nothing(tmp_path, max_steps, phase):

@@ -13,6 +13,7 @@ from torch import nn
 from nasframe.errors import NASFrameError
 from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.capabilities import CellParameterSpace, require_protocol
 from nasframe.spaces.darts import EDGE_INDEX, OPERATIONS, PathWeights
 from nasframe.strategies import DifferentiableStrategy
 
@@ -70,6 +71,7 @@ class SSWPStrategy(DifferentiableStrategy):
         self.rescale = rescale
         self.frozen: dict[int, tuple] = {}  # cell index -> its genes, fixed by pruning
         self.alpha: nn.Parameter | None = None
+        self.op_steps: torch.Tensor | None = None  # (cells, edges, ops): weight steps in which each op was on the path
         self._space: Any = None
         self._resolved_total: int | None = None
         self._pending: GateSample | None = None
@@ -77,12 +79,12 @@ class SSWPStrategy(DifferentiableStrategy):
     # ---- setup ------------------------------------------------------------------------------
     def setup(self, nas: NASModule) -> None:
         space = nas.search_space
-        if not (hasattr(space, "parameter_shape") and hasattr(space, "derive_cell")):
-            raise NASFrameError(f"SSWPStrategy searches per-cell DARTS parameters; search space {space.name!r} has none "
-                                "(use nasframe.spaces.darts.DARTSSpace)")
+        require_protocol(space, CellParameterSpace, "parameter_shape", "SSWPStrategy (per-cell DARTS parameters)")
         self._space = space
         if self.alpha is None:
             self.alpha = nn.Parameter(torch.zeros(space.parameter_shape))
+        if self.op_steps is None:
+            self.op_steps = torch.zeros(space.parameter_shape, dtype=torch.long)
 
     def architecture_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
@@ -119,7 +121,21 @@ class SSWPStrategy(DifferentiableStrategy):
         done = self.schedule.steps_per_phase(self.step_count, total)
         planned = self.schedule.steps_per_phase(total, total)
         return {**{f"{phase}_steps": done[phase] for phase in done}, **{f"{phase}_planned": planned[phase] for phase in planned},
-                "frozen_cells": len(self.frozen), "cells": self._space.cells if self._space is not None else 0}
+                "frozen_cells": len(self.frozen), "cells": self._space.cells if self._space is not None else 0,
+                **self.chosen_op_steps()}
+
+    def chosen_op_steps(self) -> dict[str, float]:
+        """How many weight steps trained the ops the search keeps (mean and least over the chosen
+        (cell, edge, op)): the training their concomitant weights got, against ``step_count`` for
+        a network trained alone. Single-path weight steps share the steps among the 7 ops of an edge."""
+        if self.op_steps is None or self._space is None or not self.op_steps.any():
+            return {}
+        steps = [int(self.op_steps[cell, EDGE_INDEX[(g // 2, source)], OPERATIONS.index(op)])
+                 for cell, genes in enumerate(self._derived_cells()) for g, (op, source) in enumerate(genes)]
+        return {"chosen_op_steps_mean": sum(steps) / len(steps), "chosen_op_steps_min": min(steps)}
+
+    def _derived_cells(self) -> tuple:
+        return tuple(self.frozen.get(c) or self._space.derive_cell(self.alpha[c]) for c in range(self._space.cells))
 
     def check_complete(self) -> None:
         """Raise a ``NASFrameError`` naming the phase that was cut when the schedule has not run to its end."""
@@ -192,7 +208,9 @@ class SSWPStrategy(DifferentiableStrategy):
             return self._with_frozen(paths)
         # weight step: one path per edge, uniform in the warm-up, then from softmax(alpha)
         probs = torch.ones_like(self.alpha) if self.phase(nas) == "warmup" else self.alpha.detach().softmax(-1)
-        return self._with_frozen(single_paths(probs, self.generator))
+        paths = self._with_frozen(single_paths(probs, self.generator))
+        self.op_steps += paths.active.cpu().long()
+        return paths
 
     def after_architecture_step(self, nas: NASModule) -> None:
         if self.mode == "binary_gates" and self.rescale and self._pending is not None:
@@ -208,21 +226,23 @@ class SSWPStrategy(DifferentiableStrategy):
     def report(self, nas: NASModule) -> dict[str, float]:
         """Steps done per phase and cells frozen, for the summary and the loggers."""
         done = self.schedule_report()
-        return {f"schedule/{key}": float(done[key]) for key in ("warmup_steps", "search_steps", "prune_steps", "frozen_cells")}
+        keys = ("warmup_steps", "search_steps", "prune_steps", "frozen_cells", "chosen_op_steps_mean", "chosen_op_steps_min")
+        return {f"schedule/{key}": float(done[key]) for key in keys if key in done}
 
     def current_architecture(self, nas: NASModule) -> Architecture:
-        space = self._space
-        cells = tuple(self.frozen.get(c) or space.derive_cell(self.alpha[c]) for c in range(space.cells))
-        return space.validate(Architecture(space.name, cells))
+        return self._space.validate(Architecture(self._space.name, self._derived_cells()))
 
     # ---- checkpoint state beyond alpha -----------------------------------------------------------
     def search_state(self) -> dict[str, Any]:
         return {**super().search_state(),
                 "frozen": {str(c): [list(g) for g in genes] for c, genes in self.frozen.items()},
+                "op_steps": self.op_steps.clone() if self.op_steps is not None else torch.zeros(0, dtype=torch.long),
                 "resolved_total": self._resolved_total if self._resolved_total is not None else -1}
 
     def load_search_state(self, state: dict[str, Any]) -> None:
         super().load_search_state(state)
         self.frozen = {int(c): tuple((str(op), int(i)) for op, i in genes) for c, genes in state.get("frozen", {}).items()}
+        if "op_steps" in state and state["op_steps"].numel() and self.op_steps is not None:
+            self.op_steps.copy_(state["op_steps"])
         total = int(state.get("resolved_total", -1))
         self._resolved_total = total if total > 0 else None
