@@ -1,4 +1,4 @@
-"""Search on the NAS-Bench-201 table: random search, regularized evolution, SemiNAS, SemiNAS with M = 0.
+"""Search on the NAS-Bench-201 table: random search, regularized evolution, SemiNAS, SemiNAS with M = 0, TPE, NSGA-II.
 
 For every query budget and seed, the true test accuracy of the architecture each strategy itself
 returns (the best architecture it evaluated, which is every strategy's final answer here), on
@@ -12,6 +12,13 @@ evaluated so far, not with the budget), so a budget-B search is exactly the firs
 a longer search with the same seed: each (strategy, seed) runs once at the largest budget and
 budget B reads the best of its first B queries. ``--verify`` re-runs seed 0 at the smaller budgets
 separately and checks that the answers agree.
+
+TPE and NSGA-II are ``nasframe.strategies.optuna.OptunaSearch`` (``pip install -e ".[optuna]"``);
+NSGA-II optimises accuracy against FLOPs (the space's cost model: ``NB201Space.cost``, CIFAR-size
+network, one 32x32 input; the table has no FLOPs) and answers with its front's best accuracy. For
+every strategy the table also gives the hypervolume of the accuracy/FLOPs front of the first B
+architectures it evaluated, as a fraction of the box from (accuracy 0, FLOPs of the largest cell x
+1.01) to (100, 0).
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_test_accuracy.csv"
 OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51}
-STRATEGIES = ("random", "evolution", "seminas", "seminas_m0")
+STRATEGIES = ("random", "evolution", "seminas", "seminas_m0", "tpe", "nsga2")
 EXTRA = ("seminas_rank",)  # opt-in (--strategies): SemiNAS with its non-paper rank targets
 LABELS = {"random": "random search", "evolution": "regularized evolution", "seminas": "SemiNAS",
-          "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)", "seminas_rank": "SemiNAS, rank targets (not in paper)"}
+          "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)", "seminas_rank": "SemiNAS, rank targets (not in paper)",
+          "tpe": "TPE (Optuna)", "nsga2": "NSGA-II (Optuna), accuracy vs FLOPs"}
+LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 _BENCHMARK = None
+_SPACE = None  # one space per worker: its cost cache serves every run
 
 
 def _init_worker(table: str) -> None:
@@ -46,6 +56,10 @@ def _init_worker(table: str) -> None:
     torch.set_num_threads(1)
     from nasframe.tabular import NB201Benchmark
     _BENCHMARK = NB201Benchmark(table)
+    global _SPACE
+    from nasframe.spaces.nb201 import NB201Space
+    _SPACE = NB201Space()
+    _SPACE.cost_cache_size = 15625  # every NB-201 cell
 
 
 def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
@@ -66,27 +80,44 @@ def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
         return SemiNAS(evaluator, budget=budget, unlabelled=0, seed=seed)
     if name == "seminas_rank":
         return SemiNAS(evaluator, budget=budget, targets="rank", seed=seed)
+    if name in ("tpe", "nsga2"):
+        from nasframe.strategies.optuna import OptunaSearch
+    if name == "tpe":  # Optuna's defaults: 10 random startup trials, then TPE
+        return OptunaSearch(evaluator, budget=budget, sampler="TPESampler", seed=seed)
+    if name == "nsga2":  # population 20, as evolution's; Optuna's default mutation and crossover
+        return OptunaSearch(evaluator, budget=budget, objectives=["score", "flops"], sampler="NSGAIISampler",
+                            sampler_args={"population_size": 20}, seed=seed)
     raise ValueError(f"unknown strategy {name!r}; accepted: {list(STRATEGIES + EXTRA)}")
+
+
+def front_hypervolume(history: list[tuple[Any, float]]) -> float:
+    """Hypervolume of the (test accuracy, FLOPs) front of ``history``, as a fraction of the box
+    from (accuracy 0, FLOPs of the largest cell x 1.01) to (100, 0): a fixed reference point."""
+    from nasframe.strategies.optuna import hypervolume
+
+    largest = 1.01 * _SPACE.cost(_SPACE.parse(LARGEST))["flops"]
+    points = [(score, _SPACE.cost(a)["flops"]) for a, score in history if not math.isnan(score)]
+    return hypervolume(points, (0.0, largest), ("maximize", "minimize")) / (100.0 * largest)
 
 
 def run_one(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
     """One search at the largest budget; the true accuracy of the answer at every budget."""
-    from nasframe.spaces.nb201 import NB201Space
-    from nasframe_seminas import run_search
+    from nasframe.runner import run_search
 
     dataset, name, seed, budgets = task
     metric = f"{dataset}_test_acc"
     start = time.perf_counter()
     strategy = make_strategy(name, metric, max(budgets), seed)
-    final = run_search(NB201Space(), strategy)
+    final = run_search(_SPACE, strategy)
     seconds = time.perf_counter() - start
     assert final == strategy.best()
-    accuracy = {}
+    accuracy, volume = {}, {}
     for budget in budgets:
         answer = strategy.best(strategy.history[:budget])  # what a budget-`budget` run returns
         accuracy[str(budget)] = _BENCHMARK.query(answer, metric)
-    result = {"dataset": dataset, "strategy": name, "seed": seed, "accuracy": accuracy, "seconds": seconds,
-              "queries": len(strategy.history)}
+        volume[str(budget)] = front_hypervolume(strategy.history[:budget])
+    result = {"dataset": dataset, "strategy": name, "seed": seed, "accuracy": accuracy, "hypervolume": volume,
+              "seconds": seconds, "queries": len(strategy.history)}
     if hasattr(strategy, "counts"):
         result["counts"] = dict(strategy.counts)
     return result
@@ -94,15 +125,14 @@ def run_one(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
 
 def verify(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
     """Run seed ``task`` separately at each smaller budget: its answer must equal the prefix's."""
-    from nasframe.spaces.nb201 import NB201Space
-    from nasframe_seminas import run_search
+    from nasframe.runner import run_search
 
     dataset, name, seed, budgets = task
     metric = f"{dataset}_test_acc"
     got = {}
     for budget in budgets:
         strategy = make_strategy(name, metric, budget, seed)
-        got[str(budget)] = _BENCHMARK.query(run_search(NB201Space(), strategy), metric)
+        got[str(budget)] = _BENCHMARK.query(run_search(_SPACE, strategy), metric)
     return {"dataset": dataset, "strategy": name, "seed": seed, "separate": got}
 
 
@@ -115,9 +145,11 @@ def summarize(results: list[dict[str, Any]], datasets: list[str], strategies: li
                 continue
             for budget in budgets:
                 values = [r["accuracy"][str(budget)] for r in rows]
+                volumes = [r["hypervolume"][str(budget)] for r in rows]
                 summary.setdefault(dataset, {}).setdefault(name, {})[str(budget)] = {
                     "mean": statistics.mean(values), "std": statistics.pstdev(values), "n": len(values),
-                    "hit_optimum": sum(v >= OPTIMUM[dataset] - 0.005 for v in values)}
+                    "hit_optimum": sum(v >= OPTIMUM[dataset] - 0.005 for v in values),
+                    "hypervolume": statistics.mean(volumes), "hypervolume_std": statistics.pstdev(volumes)}
             summary[dataset][name]["seconds_per_run"] = statistics.mean(r["seconds"] for r in rows)
     return summary
 
@@ -130,6 +162,12 @@ def print_table(summary: dict[str, Any], budgets: list[int]) -> None:
         for name, by_budget in by_strategy.items():
             cells = "".join(f"{by_budget[str(b)]['mean']:>10.2f} +-{by_budget[str(b)]['std']:5.2f}" for b in budgets)
             print(f"{LABELS[name]:34}{cells}{by_budget['seconds_per_run']:8.1f}")
+        print(f"\nNAS-Bench-201 {dataset}: hypervolume of the evaluated architectures' accuracy/FLOPs front "
+              "(fraction of the reference box), mean +- std")
+        print(f"{'strategy':34}" + "".join(f"{b:>17}" for b in budgets))
+        for name, by_budget in by_strategy.items():
+            cells = "".join(f"{by_budget[str(b)]['hypervolume']:>10.4f} +-{by_budget[str(b)]['hypervolume_std']:.4f}" for b in budgets)
+            print(f"{LABELS[name]:34}{cells}")
 
 
 def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:

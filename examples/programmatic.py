@@ -26,9 +26,10 @@ def main(export_dir: str = "runs/programmatic/export", max_epochs: int = 10) -> 
         overwrite_export=True,
     )
     # NASTrainer: Lightning's Trainer plus a last.ckpt in runs/programmatic/checkpoints after every epoch,
-    # so that trainer.fit(..., ckpt_path="last") resumes a killed search
+    # so that trainer.fit(..., ckpt_path="last") resumes a killed search, a progress bar, and a CSV log
+    # with the run record (history.csv, summary.json) in runs/programmatic/lightning_logs/version_N
     trainer = NASTrainer(max_epochs=max_epochs, accelerator="cpu", devices=1, default_root_dir="runs/programmatic",
-                      enable_progress_bar=False, enable_model_summary=False)
+                         enable_model_summary=False)
     trainer.fit(search, datamodule=DigitsDataModule(batch_size=64))
 
     model = nasframe.load_model(export_dir)  # a plain nn.Module: no supernet, no nasframe objects needed

@@ -3,13 +3,17 @@
     nasframe fit --config examples/quickstart.yaml
     nasframe fit --config examples/quickstart.yaml --print_config
     nasframe export --config examples/quickstart.yaml --ckpt_path runs/.../last.ckpt --export_dir my_model
+    nasframe list [--json] [--strict]     # installed plugins and what each adds
+    nasframe report RUN_DIR [--out DIR]   # figures and report.html of a search's run record
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +25,15 @@ from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
 
+from nasframe import listing
 from nasframe.errors import NASFrameError
 from nasframe.module import read_checkpoint
 from nasframe.plugins import NASPluginManager
+from nasframe import report as run_report
+from nasframe.progress import quiet_lightning
 from nasframe.trainer import NASTrainer
 
 
@@ -37,7 +45,11 @@ class NASFrameCLI(LightningCLI):
         kwargs.setdefault("trainer_class", NASTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("save_config_callback", SaveAndLogConfig)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        quiet_lightning()
+        if args is not None:  # given on purpose (tests, scripts): the process's own argv is not meant
+            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
         # datamodule_class=None keeps `data:` optional: tabular searches need none
         super().__init__(LightningModule, None, args=args, **kwargs)
 
@@ -69,6 +81,30 @@ class NASFrameCLI(LightningCLI):
             raise
         except (MisconfigurationException, ValueError, TypeError) as exc:
             raise NASFrameError(f"trainer: {exc}") from None
+
+
+class SaveAndLogConfig(SaveConfigCallback):
+    """Saves the resolved config as ``config.yaml`` in the log directory, as Lightning does, and
+    logs it to every logger as hyperparameters (``hparams.yaml``). TensorBoard's HPARAMS tab gets
+    them with the search's final metrics once ``fit`` ends (its table needs metrics to show a run)."""
+
+    hyperparameters: dict[str, Any] | None = None
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        self.hyperparameters = {k: v for k, v in config.items() if k not in ("config", "ckpt_path")}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.hyperparameters)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit" or self.hyperparameters is None or trainer.interrupted:
+            return
+        metrics = {**{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+                   **getattr(pl_module, "evaluation", {})}
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and metrics:
+                logger.log_hyperparams(self.hyperparameters, metrics=metrics, step=trainer.global_step)
 
 
 def check_parsed_config(config: Namespace) -> None:
@@ -132,7 +168,7 @@ def check_input_files(args: list[str]) -> None:
 
 def _tool_commands() -> dict[str, Callable[[list[str]], int]]:
     """Subcommands that run no search (no LightningCLI): name -> ``main(argv) -> exit status``."""
-    return {}
+    return {"list": listing.main, "report": run_report.main}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 
 from nasframe.errors import CheckpointError, ExportError
 from nasframe.hookspecs import hookimpl
+from nasframe.plugins import make_plugin_manager
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
 
@@ -234,8 +235,13 @@ def load_search_space(config: dict[str, Any]) -> SearchSpace:
         raise ExportError(f"search space {class_path!r} rejects the exported init_args: {exc}") from None
 
 
-def load_model(directory: str | Path) -> nn.Module:
+def load_model(directory: str | Path, plugins: Sequence[Any] = ()) -> nn.Module:
     """The exported standalone network (eval mode), built from the architecture alone: no supernet.
+
+    The network is built through the ``nasframe_build_network`` hook, with plugins registered as a
+    search registers them: the space, the installed entry-point plugins (unless autoloading is
+    off) and ``plugins`` (names that must be installed, and plugin objects), so that a plugin that
+    overrode the build during the search (``tryfirst``) builds the same network here.
 
     Refuses an inconsistent export: an ``architecture_string`` that disagrees with the choices,
     weights that do not fit the architecture, or non-finite weights."""
@@ -249,7 +255,10 @@ def load_model(directory: str | Path) -> nn.Module:
     if written is not None and written != space.format(architecture):
         raise ExportError(f"{str(directory)!r}: {ARCHITECTURE_FILE} is inconsistent: its architecture_string {written!r} "
                           f"does not match its choices, which give {space.format(architecture)!r}")
-    network = space.build(architecture)
+    network = make_plugin_manager([space], plugins).hook.nasframe_build_network(architecture=architecture)
+    if network is None:
+        raise ExportError(f"{str(directory)!r}: no plugin built a network for {space.format(architecture)!r} "
+                          "(nasframe_build_network returned nothing)")
     weights_path = Path(directory) / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"export {str(directory)!r} has no {WEIGHTS_FILE}")

@@ -6,13 +6,23 @@ Built-in components (search spaces, objectives, strategies, exporters) are plugi
 ``nasframe.spaces``, ``nasframe.objectives``, ``nasframe.strategies`` and ``nasframe.export`` implement
 these hooks, and a subclass that overrides a hook method inherits its hook options.
 
-All hooks are called by :class:`nasframe.NASModule` (``nas`` below) through its plugin manager, as
+Hooks are called by the search host (``nas`` below) through its plugin manager, as
 ``nas.hook.<name>(**kwargs)``; pluggy passes each implementation only the arguments it names, so an
-implementation may accept a subset of the arguments listed here.
+implementation may accept a subset of the arguments listed here. The host is
+:class:`nasframe.NASModule` under a Lightning Trainer, or :class:`nasframe.runner.SearchRunner`
+without one; what a plugin may use of it is declared by :class:`nasframe.SearchHost`
+(``nasframe/host.py``, with who may call each member and when). A plugin that uses only those
+members runs under both hosts.
 
-``firstresult`` hooks stop at the first implementation returning something other than ``None``
-(register a plugin with ``tryfirst=True`` on a hook to override a built-in). The other hooks are
-*collecting*: every implementation is called and the caller receives the list of their results.
+Hooks marked "First result wins" are ``firstresult``: implementations are called in turn (the
+last registered first, ``tryfirst`` ones before the others) and the call stops at the first that
+returns something other than ``None``, whose result is the hook's; an implementation returns
+``None`` to let the next one answer (register a plugin with ``tryfirst=True`` to override a
+built-in). The other hooks are *collecting*: every implementation is called and the caller
+receives the list of their non-``None`` results; where the results are dicts merged by key
+(``nasframe_loss_terms``, ``nasframe_configure_optimizers``, ``nasframe_state_dict``,
+``nasframe_search_report``), a key returned by two plugins fails naming both
+(``nasframe.plugins.merge_results``).
 """
 
 from __future__ import annotations
@@ -26,9 +36,10 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from nasframe.module import NASModule, SearchStep
+    from nasframe.host import SearchHost
     from nasframe.spaces.architecture import Architecture
     from nasframe.spaces.base import SearchSpace
+    from nasframe.step import SearchStep
 
 hookspec = pluggy.HookspecMarker("nasframe")
 hookimpl = pluggy.HookimplMarker("nasframe")
@@ -38,21 +49,22 @@ hookimpl = pluggy.HookimplMarker("nasframe")
 # Lifecycle
 # --------------------------------------------------------------------------------------------
 @hookspec
-def nasframe_setup(nas: NASModule) -> None:
-    """Called once per process at the end of ``NASModule.__init__``, after every plugin is registered
-    and the supernet (if any) is built, so that parameters created here exist before optimizers are
-    configured and checkpoints are restored. Plugins keep references they need
-    (``nas.search_space``, ``nas.supernet``). Collecting; return value ignored."""
+def nasframe_setup(nas: SearchHost) -> None:
+    """Called once per process when the host is built (at the end of ``NASModule.__init__``), after
+    every plugin is registered and the supernet (if any) is built, so that parameters created here
+    exist before optimizers are configured and checkpoints are restored. Plugins keep references
+    they need (``nas.search_space``, ``nas.supernet``). Collecting; return value ignored."""
 
 
 @hookspec
-def nasframe_search_end(nas: NASModule, architecture: Architecture, export_dir: Path | None) -> None:
-    """Called once per process at the end of ``fit``, after the final architecture is chosen and (on
-    global rank 0) exported. ``export_dir`` is ``None`` where nothing was exported. Collecting."""
+def nasframe_search_end(nas: SearchHost, architecture: Architecture, export_dir: Path | None) -> None:
+    """Called once per process at the end of the search (``fit``, ``SearchRunner.run``), after the
+    final architecture is chosen and (on global rank 0) exported. ``export_dir`` is ``None`` where
+    nothing was exported. Collecting; return value ignored."""
 
 
 @hookspec
-def nasframe_search_report(nas: NASModule) -> dict[str, float] | None:
+def nasframe_search_report(nas: SearchHost) -> dict[str, float] | None:
     """Return figures about the search as it stands, ``{name: number}`` (e.g. a strategy's steps per
     phase of its schedule); ``None`` or ``{}`` for none. Called on global rank 0 by
     ``NASModule.on_fit_end`` after the final architecture is chosen and exported, which sends the
@@ -63,10 +75,11 @@ def nasframe_search_report(nas: NASModule) -> dict[str, float] | None:
 
 @hookspec
 def nasframe_components() -> dict[str, list[type]] | None:
-    """Declare what this plugin adds, by kind: ``{"spaces": [...], "strategies": [...],
-    "evaluators": [...], "objectives": [...], "exporters": [...]}`` (classes; omit empty kinds).
-    Implemented at module level by a plugin package's entry-point module; called by ``nasframe
-    list``. Collecting."""
+    """Declare what this plugin adds: return its classes by kind, ``{"spaces": [...], "strategies": [...],
+    "evaluators": [...], "objectives": [...], "exporters": [...]}`` (classes; omit empty kinds;
+    ``"datamodules"`` and ``"benchmarks"`` too, as the core's ``nasframe.builtin`` declares).
+    Implemented at module level by a plugin package's entry-point module; called once per plugin by
+    ``nasframe.plugins.installed_components`` (``nasframe list``), never during a search. Collecting."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,51 +87,59 @@ def nasframe_components() -> dict[str, list[type]] | None:
 # --------------------------------------------------------------------------------------------
 @hookspec(firstresult=True)
 def nasframe_sample_architecture(generator: torch.Generator) -> Architecture:
-    """Draw one architecture uniformly from the space, using only ``generator`` for randomness so
-    that every rank and every resumed run draws the same. Called by strategies."""
+    """First result wins: return one ``Architecture`` drawn uniformly from the space, using only
+    ``generator`` for randomness so that every rank and every resumed run draws the same. Called by
+    strategies (``None`` from every implementation: no space is registered)."""
 
 
 @hookspec(firstresult=True)
 def nasframe_mutate_architecture(architecture: Architecture, generator: torch.Generator) -> Architecture:
-    """Return a valid neighbour of ``architecture`` that differs from it (one choice changed).
-    Called by evolutionary strategies."""
+    """First result wins: return a valid neighbour of ``architecture`` that differs from it (one
+    choice changed), drawing only from ``generator``. Called by evolutionary strategies."""
 
 
 @hookspec(firstresult=True)
 def nasframe_encode_architecture(architecture: Architecture, kind: str) -> torch.Tensor | list[int]:
-    """Encode ``architecture``: ``kind="vector"`` gives a float tensor of fixed length (one-hot
-    choices), ``kind="tokens"`` a fixed-length list of token ids (see
-    ``SearchSpace.token_choices``). Called by predictor-based strategies."""
+    """First result wins: return the encoding of ``architecture``: for ``kind="vector"`` a float
+    tensor of fixed length (one-hot choices), for ``kind="tokens"`` a fixed-length list of token ids
+    (see ``SearchSpace.token_choices``). Called by predictor-based strategies."""
 
 
 @hookspec(firstresult=True)
 def nasframe_build_network(architecture: Architecture) -> nn.Module:
-    """Build the standalone network of ``architecture`` with fresh weights. Called by the module to
-    export a model when the search has no supernet, and by ``nasframe.load_model``."""
+    """First result wins: return the standalone network (``nn.Module``) of ``architecture`` with
+    fresh weights. Called by the module to export a model when the search has no supernet, and by
+    ``nasframe.load_model``, which then loads the exported weights into it (so an override used in
+    the search must be registered when loading: ``load_model(directory, plugins=[...])``)."""
 
 
 @hookspec(firstresult=True)
 def nasframe_build_supernet() -> nn.Module:
-    """Build the weight-sharing supernet. Called once by ``NASModule.__init__`` when the strategy
-    says it trains one (``SearchStrategy.needs_supernet``). The supernet's ``forward_features(x, arch)``
+    """First result wins: return the weight-sharing supernet (``nn.Module``), which the host keeps
+    as ``nas.supernet``. Called once by the host (``NASModule.__init__``) when the strategy
+    says it needs one (``SearchStrategy.needs_supernet``). The supernet's ``forward_features(x, arch)``
     and ``forward_head(features)`` take whatever the space's strategies pass as ``arch``: a discrete
     ``Architecture`` always works (single path)."""
 
 
 @hookspec(firstresult=True)
 def nasframe_extract_network(supernet: nn.Module, architecture: Architecture) -> nn.Module:
-    """Return the standalone network of ``architecture`` carrying the supernet's weights of the
-    chosen operations (weight preserving): in eval mode its outputs equal
-    ``supernet(x, architecture)``. Called by the module at the end of a search."""
+    """First result wins: return the standalone network of ``architecture`` carrying the
+    supernet's weights of the chosen operations (weight preserving): in eval mode its outputs equal
+    ``supernet(x, architecture)``. Called by the module at the end of a search; the result is
+    exported."""
 
 
 @hookspec(firstresult=True)
 def nasframe_architecture_cost(architecture: Architecture) -> dict[str, float] | None:
-    """Return the cost of ``architecture``'s standalone network as ``{"params": number of
+    """First result wins: return the cost of ``architecture``'s standalone network as ``{"params": number of
     parameters, "flops": floating-point operations of one forward pass of one input}`` (FLOPs as
     counted by ``torch.utils.flop_counter.FlopCounterMode``). ``None`` where the space has no cost
-    model. Called by strategies with a FLOPs range (single-path, Cream), by multi-objective
-    searches and by the run record. First result wins."""
+    model. ``SearchSpace.cost`` implements it for every space with ``input_shape`` (build, count,
+    cache); a plugin registered ``tryfirst`` can supply another model (e.g. latency). Called by
+    strategies with a FLOPs range (single-path, Cream) through
+    ``nasframe.spaces.capabilities.architecture_cost``, which fails naming the space where the
+    result is ``None``, by multi-objective searches and by the run record."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,8 +147,9 @@ def nasframe_architecture_cost(architecture: Architecture) -> dict[str, float] |
 # --------------------------------------------------------------------------------------------
 @hookspec
 def nasframe_loss_terms(step: SearchStep) -> dict[str, torch.Tensor] | None:
-    """Return named scalar loss terms for one batch. Called by ``NASModule.compute_loss`` every time
-    a strategy asks for a loss (weight step, architecture step, validation). ``step`` gives the
+    """Return named scalar loss terms for one batch, ``{name: tensor}``. Called by the host's
+    ``compute_loss`` every time a strategy asks for a loss (weight step, architecture step,
+    validation); a name returned by two objectives fails naming both. ``step`` gives the
     batch, the architecture, lazily computed features and logits of each view, and ``step.extras``
     set by the strategy (e.g. a teacher's logits). The module multiplies each term by
     ``step.term_weights.get(name, 1.0)``, sums them and logs each by name. Return ``None`` or ``{}``
@@ -141,60 +163,82 @@ def nasframe_loss_terms(step: SearchStep) -> dict[str, torch.Tensor] | None:
 # Search strategy
 # --------------------------------------------------------------------------------------------
 @hookspec
-def nasframe_configure_optimizers(nas: NASModule) -> dict[str, Any] | None:
+def nasframe_configure_optimizers(nas: SearchHost) -> dict[str, Any] | None:
     """Return extra optimizers by name (e.g. ``{"architecture": Adam(...)}``), each an optimizer or
-    ``{"optimizer": opt, "lr_scheduler": sched}``. Called once by ``configure_optimizers``; the
-    module adds its own ``"weights"`` optimizer for the supernet and objective heads. Strategies
-    reach them with ``nas.optimizer(name)``. Collecting; names must be unique."""
+    ``{"optimizer": opt, "lr_scheduler": sched}``, or ``None`` for none. Called once by the host
+    (``NASModule.configure_optimizers``, ``SearchRunner``), which adds its own ``"weights"``
+    optimizer for the supernet and objective heads first; Lightning steps a scheduler once per
+    epoch (the runner steps none). Strategies reach them with ``nas.optimizer(name)`` or
+    ``nas.raw_optimizer(name)``. Collecting; names must be unique across plugins."""
 
 
 @hookspec(firstresult=True)
-def nasframe_search_step(nas: NASModule, batch: Any, batch_idx: int) -> Any:
-    """Run one training step of the search (the module uses manual optimization): sample a path
-    and update weights, or update weights and architecture parameters, or propose candidates to an
-    evaluator and learn from their scores. Called by ``NASModule.training_step``."""
+def nasframe_search_step(nas: SearchHost, batch: Any, batch_idx: int) -> Any:
+    """First result wins: run one training step of the search (the host uses manual
+    optimization): sample a path and update weights, or update weights and architecture
+    parameters, or propose candidates to an evaluator and learn from their scores. Called by
+    ``NASModule.training_step`` (and ``SearchRunner.run``) once per batch; the strategy is
+    normally its only implementation, since an implementation returning ``None`` lets the next one
+    run too.
+
+    Returns the step's loss as a detached tensor (one-shot strategies) or ``None`` (sample-based
+    ones). ``NASModule.training_step`` returns it to Lightning, which hands it to callbacks'
+    ``on_train_batch_end`` as ``outputs`` (a tensor as ``{"loss": tensor}``); nothing else reads
+    it, and the runner ignores it. Return nothing with a graph attached."""
 
 
 @hookspec(firstresult=True)
-def nasframe_current_architecture(nas: NASModule) -> Architecture:
-    """Return the best architecture according to the search so far. Called for validation during
-    the search and for logging; may be called before the first step."""
+def nasframe_current_architecture(nas: SearchHost) -> Architecture:
+    """First result wins: return the best architecture according to the search so far, or
+    ``None`` when there is none yet. Called for validation during the search and for logging; may
+    be called before the first step."""
 
 
 @hookspec(firstresult=True)
-def nasframe_final_architecture(nas: NASModule) -> Architecture:
-    """Return the architecture the search decided on. Called once at the end of ``fit`` and by
-    ``nasframe export``. Must give the same answer on every rank."""
+def nasframe_final_architecture(nas: SearchHost) -> Architecture:
+    """First result wins: return the architecture the search decided on, which the host
+    validates, exports and returns (``None`` from every implementation fails: nothing could be
+    scored). Called once at the end of ``fit`` (and ``SearchRunner.run``) and by ``nasframe
+    export``. Must give the same answer on every rank. An implementation may check that the
+    search is complete and raise (SSWP, ``SampleBasedStrategy.check_budget_spent``)."""
 
 
 @hookspec
-def nasframe_candidates_evaluated(nas: NASModule, architectures: list[Architecture], scores: torch.Tensor) -> None:
+def nasframe_candidates_evaluated(nas: SearchHost, architectures: list[Architecture], scores: torch.Tensor) -> None:
     """Called by sample-based strategies after an evaluator scored a batch of candidates (higher is
-    better, NaN where the evaluator could not score). For observers: logging, early stopping."""
+    better, NaN where the evaluator could not score), with the same architectures and scores on
+    every rank. For observers: logging, early stopping (``nas.stop_search()``). Collecting; return
+    value ignored."""
 
 
 @hookspec
-def nasframe_state_dict(nas: NASModule) -> dict[str, Any] | None:
-    """Return ``{key: state}`` to store in the checkpoint: strategy state that is not an
-    ``nn.Module`` buffer or parameter (populations, boards, RNG). Values must load with
-    ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, dicts. Called when Lightning
-    saves a checkpoint. Collecting; keys must be unique across plugins."""
+def nasframe_state_dict(nas: SearchHost) -> dict[str, Any] | None:
+    """Return ``{key: state}`` to store in the checkpoint (``None`` or ``{}`` for nothing):
+    strategy state that is not an ``nn.Module`` buffer or parameter (populations, boards, RNG).
+    Values must load with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists,
+    dicts. Called when Lightning saves a checkpoint; the merged dict is what
+    ``nasframe_load_state_dict`` receives. Collecting; keys must be unique across plugins."""
 
 
 @hookspec
-def nasframe_load_state_dict(nas: NASModule, state: dict[str, Any]) -> None:
-    """Restore what ``nasframe_state_dict`` returned (``state`` holds all plugins' keys). Called
-    when Lightning loads a checkpoint, before training resumes or an export starts."""
+def nasframe_load_state_dict(nas: SearchHost, state: dict[str, Any]) -> None:
+    """Restore what ``nasframe_state_dict`` returned (``state`` holds all plugins' keys; a plugin
+    finds none of its own in a checkpoint written without it). Called when Lightning loads a
+    checkpoint, before training resumes or an export starts. Collecting; return value ignored."""
 
 
 @hookspec
-def nasframe_search_record(nas: NASModule, record: dict[str, Any]) -> None:
+def nasframe_search_record(nas: SearchHost, record: dict[str, Any]) -> None:
     """Called by one-shot strategies (single-path, differentiable, Cream) with what a step or an
-    epoch did, for observers such as the run record: ``record["kind"]`` names the record
-    (``"path"``: the sampled architecture and its batch accuracy; ``"distribution"``: the
-    probability of each op per edge; ``"board"``: the prioritized paths), the other keys are plain
-    values (numbers, strings, lists, dicts). Sample-based strategies report through
-    ``nasframe_candidates_evaluated`` instead. Collecting; return value ignored."""
+    epoch did, for observers such as the run record (``nasframe.record.RunRecord``):
+    ``record["kind"]`` names the record, the other keys are plain values (numbers, strings, lists,
+    dicts). Built-in kinds: ``"path"`` each step (``architecture``: the space's string of the
+    sampled path, ``accuracy``: its batch accuracy in %, or None), ``"distribution"`` once per
+    epoch (``epoch``, ``edges``: names, ``ops``: names, ``probabilities``: one list per edge, one
+    number per op), ``"board"`` once per epoch (``epoch``, ``entries``: best first, each
+    ``{"architecture", "accuracy", "flops"}``). A record of a kind and epoch seen before replaces
+    the earlier one. ``step`` and ``epoch`` default to the trainer's. Sample-based strategies
+    report through ``nasframe_candidates_evaluated`` instead. Collecting; return value ignored."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from nasframe.buffers import recalibrate_batchnorm
@@ -26,11 +28,14 @@ from nasframe.errors import CheckpointError, NASFrameError
 from nasframe.evaluation import KNN_K, evaluate_search
 from nasframe.export import Exporter, SafetensorsExporter, check_export_target, export_model
 from nasframe.objectives import CrossEntropy, Objective
-from nasframe.plugins import NASPluginManager
+from nasframe.host import (SearchLimits, check_finite_loss, collect_optimizers, limits_from_trainer, seeded_generator,
+                           weighted_loss_terms)
+from nasframe.plugins import NASPluginManager, make_plugin_manager, search_components
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
+from nasframe.spaces.capabilities import provided
 from nasframe.step import SearchStep, split_batch
-from nasframe.strategies.base import SearchStrategy, count_step
+from nasframe.strategies.base import SearchStrategy
 
 __all__ = ["NASModule", "SearchStep"]
 
@@ -44,6 +49,10 @@ class Plugin:
 
 class NASModule(LightningModule):
     """A neural architecture search as a LightningModule.
+
+    It is the search host that hooks receive as ``nas``: what plugins may use of it is declared by
+    ``nasframe.SearchHost`` (``nasframe/host.py``); ``nasframe.runner.SearchRunner`` is the same
+    contract without a Trainer.
 
     Args:
         search_space: the space searched; it is also a plugin implementing the search-space hooks.
@@ -99,19 +108,19 @@ class NASModule(LightningModule):
         self._train_batches_with_loss = self._unlabelled_train_batches = 0  # per epoch
 
         self._plugin_manager = self._make_plugin_manager(plugins)
+        from nasframe.progress import quiet_lightning
+        from nasframe.record import RunRecord  # imports this module
+
+        quiet_lightning()  # under a plain Trainer too: e.g. no "no optimizer" warning for a search that trains nothing
+        # every search keeps a run record (history.csv, summary.json); one given in `plugins` replaces the default
+        self.run_record = next((p for p in plugins if isinstance(p, RunRecord)), None) or RunRecord()
+        if not self._plugin_manager.is_registered(self.run_record):
+            self._plugin_manager.register(self.run_record, name="nasframe-run-record")
         self.supernet = self.hook.nasframe_build_supernet() if strategy.needs_supernet else None
         self.hook.nasframe_setup(nas=self)
 
     def _make_plugin_manager(self, plugins: Sequence[str | Plugin]) -> NASPluginManager:
-        manager = NASPluginManager()
-        manager.load_entry_point_plugins([p for p in plugins if isinstance(p, str)])
-        components = [self.search_space, self.strategy, *getattr(self.strategy, "subplugins", lambda: [])(),
-                      *self.objectives, *self.exporters, *(p for p in plugins if not isinstance(p, str))]
-        for component in components:
-            if not manager.is_registered(component):
-                manager.register(component, name=f"{type(component).__name__}-{id(component)}")
-        manager.check_pending()
-        return manager
+        return make_plugin_manager(search_components(self.search_space, self.strategy, self.objectives, self.exporters), plugins)
 
     @property
     def hook(self) -> Any:
@@ -129,21 +138,17 @@ class NASModule(LightningModule):
             raise NASFrameError("this search has no supernet; pass the network to evaluate explicitly")
         return SearchStep(batch, architecture, network, stage)
 
-    def compute_loss(self, step: SearchStep) -> torch.Tensor:
-        """Sum the objectives' weighted loss terms for ``step`` and log each as ``<stage>/<name>``."""
-        terms: dict[str, torch.Tensor] = {}
-        for contribution in self.hook.nasframe_loss_terms(step=step):
-            for name, value in (contribution or {}).items():
-                if name in terms:
-                    raise NASFrameError(f"two objectives return a loss term named {name!r}; give them distinct names")
-                terms[name] = value
-        if not terms:
+    def compute_loss(self, step: SearchStep, log: bool = True) -> torch.Tensor:
+        """Sum the objectives' weighted loss terms for ``step`` and log each as ``<stage>/<name>``
+        (``log=False``: an auxiliary pass, neither logged nor counted; see ``SearchHost.compute_loss``)."""
+        terms, total = weighted_loss_terms(self._plugin_manager, step)
+        if total is None:
             if (step.stage == "train" and step.targets is not None and not bool(step.labelled.any())
                     and self._datamodule_label_fraction() != 0.0):
                 # a partly labelled dataset can hand a small batch no label: it teaches supervised
                 # objectives nothing, yet the step runs (a zero loss) so that DDP ranks stay in step;
                 # an epoch of nothing but such batches is an error (on_train_epoch_end)
-                self._unlabelled_train_batches += 1
+                self._unlabelled_train_batches += 1 if log else 0
                 return step.logits(0).sum() * 0.0
             names = [type(o).__name__ for o in self.objectives]
             labels = "no labels" if step.targets is None else f"{int(step.labelled.sum())} labelled"
@@ -151,11 +156,9 @@ class NASModule(LightningModule):
                 f"no objective produced a loss for this {step.stage} batch ({len(step.views)} view(s), {labels}); "
                 f"objectives: {names}. Self-supervised objectives need two views, supervised ones need labels."
             )
-        total = sum(step.term_weights.get(name, 1.0) * value for name, value in terms.items())
-        if not torch.isfinite(total):
-            values = {name: float(value.detach()) for name, value in terms.items()}
-            raise NASFrameError(f"the {step.stage} loss is not finite at global step {self.global_step}: {values}. "
-                                "Lower the learning rate or check the data for NaN/inf values.")
+        check_finite_loss(total, terms, step.stage, self.global_step)
+        if not log:
+            return total
         if step.stage == "train":
             self._train_batches_with_loss += 1
         on_step = step.stage != "val"
@@ -166,8 +169,41 @@ class NASModule(LightningModule):
         return total
 
     def _datamodule_label_fraction(self) -> float | None:
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        return getattr(datamodule, "label_fraction", None)
+        return getattr(self.datamodule, "label_fraction", None)
+
+    # ---- the rest of the SearchHost protocol (nasframe.host) ---------------------------------------
+    @property
+    def datamodule(self) -> Any:
+        """The trainer's datamodule, or ``None`` (no trainer, or a search without data)."""
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self._trainer is None or self.trainer.is_global_zero
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self._trainer is None else self.trainer.world_size
+
+    def search_limits(self) -> SearchLimits:
+        """The trainer's ``max_steps``, ``max_epochs`` and batches per epoch (all ``None`` without a trainer)."""
+        return limits_from_trainer(self.trainer) if self._trainer is not None else SearchLimits(None, None, None)
+
+    def generator_for(self, architecture: Architecture, salt: str = "", device: torch.device | str | None = None) -> torch.Generator:
+        """A generator seeded from the strategy's seed, ``architecture`` and ``salt`` only (``SearchHost.generator_for``)."""
+        return seeded_generator(getattr(self.strategy, "seed", 0), architecture, salt, device)
+
+    def raw_optimizer(self, name: str) -> torch.optim.Optimizer:
+        """The torch optimizer under ``name``, outside Lightning's wrapper: its steps do not count as ``global_step``."""
+        optimizer = self.optimizer(name)
+        return optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+
+    def count_step(self, name: str | None = None) -> None:
+        """Count one step of optimizer ``name`` (default: Lightning's stand-in optimizer of a search
+        with none) that updates nothing, so that ``global_step``, ``max_steps`` and the checkpoint
+        cadence count this search step."""
+        optimizer = self.optimizer(name) if name is not None else self.optimizers()
+        count_optimizer_step(optimizer[0] if isinstance(optimizer, list) else optimizer)
 
     def batch_accuracy(self, step: SearchStep) -> float | None:
         """Top-1 accuracy (%) of ``step``'s logits on the labelled samples of every DDP rank's batch
@@ -222,9 +258,13 @@ class NASModule(LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         return optimizers[self._optimizer_names.index(name)]
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
+    def log_metrics(self, metrics: dict[str, float], prog_bar: bool = False) -> None:
+        """Log ``{name: number}`` at this step (``prog_bar``: also show them on the progress bar);
+        nothing without a trainer (steps driven by hand in tests and notebooks)."""
+        if self._trainer is None:
+            return
         for name, value in metrics.items():
-            self.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+            self.log(name, value, on_step=True, on_epoch=False, batch_size=1, prog_bar=prog_bar)
 
     def stop_search(self) -> None:
         """Ask the trainer to stop after this step (budget spent)."""
@@ -241,19 +281,7 @@ class NASModule(LightningModule):
     def configure_optimizers(self) -> Any:
         weights = [p for name, p in self.named_parameters()
                    if not name.startswith("strategy.") and name != "_ddp_anchor" and p.requires_grad]
-        weights = weights if self.strategy.trains_weights else []
-        configured: dict[str, Any] = {}
-        if weights:
-            factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4))
-            optimizer = factory(weights)
-            configured["weights"] = optimizer
-            if self.lr_scheduler_factory is not None:
-                configured["weights"] = {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
-        for extra in self.hook.nasframe_configure_optimizers(nas=self):
-            for name, value in (extra or {}).items():
-                if name in configured:
-                    raise NASFrameError(f"two plugins configure an optimizer named {name!r}")
-                configured[name] = value
+        configured = collect_optimizers(self, self._plugin_manager, weights, self.optimizer_factory, self.lr_scheduler_factory)
         self._optimizer_names = list(configured)
         return [v if isinstance(v, dict) else {"optimizer": v} for v in configured.values()] or None
 
@@ -269,8 +297,9 @@ class NASModule(LightningModule):
                 check_export_target(self._default_export_dir(), self.overwrite_export, *self._export_guard())  # before any work
         strategy = self.trainer.strategy
         if isinstance(strategy, DDPStrategy):
-            # a single-path step leaves most of the supernet unused; DDP must not wait for those grads
-            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+            # A single-path step leaves most of the supernet unused, so DDP must be built with
+            # find_unused_parameters=True: NASTrainer asks for it (nasframe.trainer); a plain
+            # Trainer is warned in on_train_start.
             if not any(p.requires_grad for p in self.parameters()):
                 # DDP refuses a module with nothing to train (a tabular search): give it one inert scalar
                 self._ddp_anchor = nn.Parameter(torch.zeros(()))
@@ -285,8 +314,16 @@ class NASModule(LightningModule):
         if not self._optimizer_names:
             # Nothing trainable (e.g. a tabular search): count a step of Lightning's stand-in optimizer so that
             # global_step, max_steps and checkpointing count search steps here too.
-            count_step(self.optimizers())
+            self.count_step()
         return result
+
+    def on_train_start(self) -> None:
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters and self.supernet is not None:
+            rank_zero_warn("DDP was built with find_unused_parameters=False: a search step that trains one path of the "
+                           "supernet leaves the other paths' parameters without gradients, which DDP then waits for. "
+                           "Use nasframe.NASTrainer (it asks for find_unused_parameters=True), or "
+                           "Trainer(strategy='ddp_find_unused_parameters_true').")
 
     def on_train_epoch_start(self) -> None:
         self._train_batches_with_loss = self._unlabelled_train_batches = 0
@@ -329,7 +366,7 @@ class NASModule(LightningModule):
             self.evaluation = evaluate_search(self, architecture, network)
             for logger in self.trainer.loggers:  # self.log is closed in on_fit_end; the loggers finalize after it
                 logger.log_metrics({**self.evaluation, **self.search_report()}, step=self.global_step)
-            rank_zero_info(self.summary(architecture, directory, network))
+            print(self.summary(architecture, directory, network), flush=True)  # the result: stdout, as `nasframe export` prints it
         self.hook.nasframe_search_end(nas=self, architecture=architecture, export_dir=directory)
 
     def _buffers_from_rank_zero(self) -> None:
@@ -381,7 +418,7 @@ class NASModule(LightningModule):
         return recalibrate_batchnorm(network, (split_batch(b["weights"] if isinstance(b, dict) else b)[0][0] for b in batches))
 
     def example_input(self) -> torch.Tensor | None:
-        shape = self.example_input_shape or getattr(self.search_space, "input_shape", None)
+        shape = self.example_input_shape or provided(self.search_space, "input_shape")
         if shape is None:
             return None
         shape = tuple(shape) if len(shape) == 4 else (1, *shape)
@@ -432,13 +469,7 @@ class NASModule(LightningModule):
 
     def search_report(self) -> dict[str, float]:
         """Figures the plugins report about the search (``nasframe_search_report``), by name."""
-        report: dict[str, float] = {}
-        for contribution in self.hook.nasframe_search_report(nas=self):
-            for name, value in (contribution or {}).items():
-                if name in report:
-                    raise NASFrameError(f"two plugins report a figure named {name!r}")
-                report[name] = float(value)
-        return report
+        return {name: float(value) for name, value in self._plugin_manager.collect("nasframe_search_report", nas=self).items()}
 
     def _default_export_dir(self) -> Path:
         if self.export_dir is not None:
@@ -448,12 +479,7 @@ class NASModule(LightningModule):
 
     # ---- checkpoint ---------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state: dict[str, Any] = {}
-        for contribution in self.hook.nasframe_state_dict(nas=self):
-            for key, value in (contribution or {}).items():
-                if key in state:
-                    raise NASFrameError(f"two plugins store search state under {key!r}")
-                state[key] = value
+        state = self._plugin_manager.collect("nasframe_state_dict", nas=self)
         checkpoint["nasframe"] = {
             "state": state,
             "search_space": self.search_space.config(),
@@ -477,6 +503,22 @@ class NASModule(LightningModule):
         self.hook.nasframe_load_state_dict(nas=self, state=saved["state"])
         if self.strict_loading:  # as Lightning will load them next; checked last, after plugins restored their state
             _check_same_weights(self, checkpoint.get("state_dict", {}), path)
+
+
+def count_optimizer_step(optimizer: Any) -> None:
+    """Count a step of ``optimizer`` that updates nothing (``NASModule.count_step``).
+
+    Lightning offers no public call that counts an optimizer step without stepping: under 16-bit
+    mixed precision ``LightningOptimizer.step`` goes through a gradient scaler, which refuses an
+    optimizer without gradients (and there is nothing to update). So only the counting that
+    ``LightningOptimizer.step`` wraps around the update runs; these two private calls are the
+    only ones in nasframe, and plugins reach them through the host. A plain optimizer (no
+    trainer) is stepped: without gradients that updates nothing."""
+    if isinstance(optimizer, LightningOptimizer) and hasattr(optimizer, "_on_before_step"):
+        optimizer._on_before_step()
+        optimizer._on_after_step()
+    else:
+        optimizer.step()
 
 
 def _global_rng_state() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``SearchStep``: one batch on one architecture, as objectives see it."""
+"""``SearchStep``: one batch on one architecture, as objectives see it; ``unpack_batch`` and
+``split_batch``: the batch formats, for strategies and evaluators."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from nasframe.errors import DataError
 
 
 def split_batch(batch: Any) -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -20,6 +23,37 @@ def split_batch(batch: Any) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     else:
         inputs, targets = batch, None
     views = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    return views, targets
+
+
+def unpack_batch(batch: Any, device: torch.device | str | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The batch a strategy or an evaluator receives, as ``(views, targets)`` on ``device``.
+
+    The batch formats (what the datamodule's loader yields; under DDP a sample-based search hands
+    its evaluator rank 0's batch on every rank):
+
+    * ``(images, targets)``: one view; ``targets`` is a 1-D integer tensor, ``-1`` for an
+      unlabelled image (a partly labelled dataset);
+    * ``([view_1, view_2, ...], targets)`` or ``[view_1, ...]``: several augmented views of the same
+      images (self-supervised transforms);
+    * ``images``: no labels;
+    * ``{"weights": batch, "architecture": batch}``: a bi-level batch (a datamodule with an
+      architecture split); its ``"weights"`` half is unpacked;
+    * anything else that holds no tensor (the step index of a search with no datamodule, ``None``):
+      a ``DataError`` naming what was received, as no images can be had from it.
+
+    ``views`` is a list of ``(B, ...)`` tensors and ``targets`` a ``(B,)`` tensor or ``None``. With
+    ``device`` (evaluators pass ``nas.device``) both are moved there; under a Trainer they usually
+    are already."""
+    if isinstance(batch, dict) and "weights" in batch:
+        batch = batch["weights"]
+    views, targets = split_batch(batch)
+    if not all(isinstance(view, torch.Tensor) for view in views):
+        raise DataError(f"this batch holds no image tensors (got {type(batch).__name__}); give the search a datamodule "
+                         "whose loader yields images or (images, targets)")
+    if device is not None:
+        views = [view.to(device) for view in views]
+        targets = targets.to(device) if isinstance(targets, torch.Tensor) else targets
     return views, targets
 
 

@@ -10,7 +10,8 @@ from nasframe.errors import ArchitectureError, DataError
 from nasframe.evaluators import Evaluator
 from nasframe.spaces.nb101 import OPERATIONS, NB101Space, prune
 from nasframe.tabular import NB101Benchmark
-from nasframe_seminas import SemiNAS, run_search
+from nasframe.runner import run_search
+from nasframe_seminas import SemiNAS
 
 
 

@@ -23,7 +23,8 @@ from nasframe.spaces.nb201 import NB201Space
 from nasframe.step import SearchStep
 from nasframe_cream import CreamStrategy
 from nasframe_epsinas import EpsinasScorer
-from nasframe_seminas import SemiNAS, run_search
+from nasframe.runner import run_search
+from nasframe_seminas import SemiNAS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

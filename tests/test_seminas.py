@@ -17,7 +17,8 @@ from nasframe.errors import ArchitectureError
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.darts import DARTSSpace
 from nasframe.spaces.nb201 import NB201Space
-from nasframe_seminas import SemiNAS, SemiNASModel, run_search, train_steps
+from nasframe.runner import SearchRunner, run_search
+from nasframe_seminas import SemiNAS, SemiNASModel, train_steps
 
 TINY = dict(initial=6, per_iteration=3, unlabelled=32, top_k=6, steps=4, pseudo_steps=4, batch_size=16, hidden_size=16,
             mlp_layers=(16,), fill_pool=32)
@@ -182,12 +183,10 @@ def test_pseudo_phase_up_samples_the_labelled_architectures(monkeypatch):
 
 
 def test_every_seed_keeps_moving_until_enough_new_architectures():
-    from nasframe_seminas import SearchContext
-
     space = NB201Space()
     strategy = SemiNAS(CountConvolutions(), budget=12, seed=4, **TINY)
     run_search(space, strategy)
-    nas = SearchContext(space, strategy)
+    nas = SearchRunner(space, strategy)
     seeds = [a for a, _ in sorted(strategy.history, key=lambda t: -t[1])[:2]]
     first_only = strategy._move(nas, seeds, 0)
     several = strategy._move(nas, seeds, 5)

@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nasframe.errors import DataError
+from nasframe.spaces.capabilities import provided
 
 UNLABELLED = -1  # the label of a training image without one
 
@@ -185,9 +186,9 @@ class NASDataModule(LightningDataModule, ABC):
         """
         self.setup()
         space = type(search_space).__name__
-        in_channels = getattr(search_space, "in_channels", None)
-        image_size = getattr(search_space, "image_size", None)
-        num_classes = getattr(search_space, "num_classes", None)
+        in_channels = provided(search_space, "in_channels")
+        image_size = provided(search_space, "image_size")
+        num_classes = provided(search_space, "num_classes")
         if num_classes is not None and self.num_classes > num_classes:
             if self.declared_num_classes is not None:
                 needed = f"{type(self).__name__} declares num_classes={self.declared_num_classes}"

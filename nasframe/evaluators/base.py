@@ -10,7 +10,7 @@ import torch
 from nasframe.spaces.architecture import Architecture
 
 if TYPE_CHECKING:
-    from nasframe.module import NASModule
+    from nasframe.host import SearchHost
 
 
 class Evaluator(ABC):
@@ -19,6 +19,21 @@ class Evaluator(ABC):
     ``evaluate`` receives the current training batch, which data-driven evaluators (zero-cost
     proxies, weight-sharing estimates) use and tabular ones ignore. ``queries`` counts distinct
     architectures scored so far, the budget unit of sample-based search.
+
+    The contract of ``score(nas, architectures, batch)``:
+
+    * **Return** a 1-D tensor with one number per architecture, in order (float64 is kept).
+    * **Batch**: the search step's batch as the datamodule yields it, the same on every DDP rank
+      (rank 0's); its formats are listed in ``nasframe.unpack_batch``, which returns
+      ``(views, targets)``. A search with no datamodule hands the step index instead.
+    * **Device**: compute on ``nas.device`` (where the supernet lives): ``unpack_batch(batch,
+      nas.device)`` moves the inputs there; networks the evaluator builds itself go there too.
+    * **Randomness**: draw only from ``nas.generator_for(architecture)`` (a generator seeded from
+      the strategy's seed and the architecture alone), never from the global RNG, so that a score
+      does not depend on which other architectures are scored with it, in which order, or on
+      which DDP rank (each rank scores a share of the candidates).
+    * **Host**: use only the ``nasframe.SearchHost`` members that its docstring allows evaluators
+      (no collective calls: the ranks score different shares).
     """
 
     #: whether the module must build the space's supernet for this evaluator
@@ -31,12 +46,13 @@ class Evaluator(ABC):
     def queries(self) -> int:
         return len(self.queried)
 
-    def evaluate(self, nas: NASModule, architectures: list[Architecture], batch: Any) -> torch.Tensor:
+    def evaluate(self, nas: SearchHost, architectures: list[Architecture], batch: Any) -> torch.Tensor:
         self.queried.update(architectures)
         return self.score(nas, architectures, batch)
 
     @abstractmethod
-    def score(self, nas: NASModule, architectures: list[Architecture], batch: Any) -> torch.Tensor: ...
+    def score(self, nas: SearchHost, architectures: list[Architecture], batch: Any) -> torch.Tensor:
+        """One score per architecture on ``batch`` (see the class docstring for batch, device and randomness)."""
 
     def state(self) -> dict[str, Any]:
         """What a resumed search needs besides ``queried`` (e.g. a fixed batch); saved by the strategy

@@ -11,7 +11,7 @@ from nasframe.buffers import buffers_restored
 from nasframe.errors import CheckpointError
 from nasframe.evaluators.base import Evaluator
 from nasframe.spaces.architecture import Architecture
-from nasframe.step import SearchStep, split_batch
+from nasframe.step import SearchStep, unpack_batch
 
 
 class WeightSharingEvaluator(Evaluator):
@@ -51,7 +51,7 @@ class WeightSharingEvaluator(Evaluator):
     def score(self, nas: Any, architectures: list[Architecture], batch: Any) -> torch.Tensor:
         supernet = nas.supernet
         self._load(supernet)
-        views, targets = split_batch(batch)
+        views, targets = unpack_batch(batch, nas.device)
         if targets is None:
             raise ValueError("the weight-sharing evaluator needs labelled batches")
         scores = []
@@ -60,7 +60,7 @@ class WeightSharingEvaluator(Evaluator):
                 if self.recalibrate_bn:
                     self._recalibrate(supernet, views[0], architecture)
                 supernet.eval()
-                logits = SearchStep(batch, architecture, supernet, stage="val").logits(0)
+                logits = SearchStep((views, targets), architecture, supernet, stage="val").logits(0)
                 scores.append((logits.argmax(1) == targets).double().mean().item() * 100.0)
         return torch.tensor(scores, dtype=torch.float64)
 

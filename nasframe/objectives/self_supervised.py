@@ -9,16 +9,18 @@ from lightly.loss import NegativeCosineSimilarity, NTXentLoss
 from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead
 from lightly.models.utils import update_momentum
 
+from nasframe.errors import NASFrameError
 from nasframe.hookspecs import hookimpl
 from nasframe.objectives.base import Objective
+from nasframe.spaces.capabilities import require
 from nasframe.step import SearchStep
 
 
 def _feature_dim(nas) -> int:
-    network = nas.supernet
-    if network is None or not hasattr(network, "feature_dim"):
-        raise ValueError("a self-supervised objective needs a supernet exposing `feature_dim`; give `feature_dim` explicitly")
-    return int(network.feature_dim)
+    if nas.supernet is None:
+        raise NASFrameError("a self-supervised objective without feature_dim takes it from the supernet, and this search "
+                            "has none; give feature_dim explicitly")
+    return int(require(nas.supernet, "feature_dim", "a self-supervised objective", hint="Or give feature_dim explicitly"))
 
 
 class SimCLR(Objective):

@@ -16,11 +16,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from nasframe.errors import ArchitectureError, NASFrameError
 from nasframe.spaces.architecture import Architecture
-from nasframe.spaces.base import CategoricalSearchSpace
+from nasframe.spaces.base import CategoricalSearchSpace, network_cost
 
 SKIP = "skip"
 _CHOICE = re.compile(r"^k([0-9]+)_e([0-9]+)$")  # [0-9], not \d (any Unicode digit)
@@ -212,7 +211,8 @@ class MBConvSpace(CategoricalSearchSpace):
             (on the partial CIFAR-10, 10 epochs: about 46% inherited accuracy of random paths
             against 20%). Standalone networks and FLOPs are the same either way.
 
-    ``flops(arch)`` is the exact count of ``torch.utils.flop_counter.FlopCounterMode`` for one image
+    ``cost(arch)`` (the ``nasframe_architecture_cost`` hook; ``flops(arch)`` is its ``"flops"``) is
+    the exact parameter count and ``torch.utils.flop_counter.FlopCounterMode`` count for one image
     (2 per multiply-add, convolutions and linear layers), from a per-block table built with it.
     """
 
@@ -258,8 +258,8 @@ class MBConvSpace(CategoricalSearchSpace):
                 s = stride if j == 0 else 1
                 self.block_shapes.append((c, c_out, s, size))
                 c, size = c_out, _out_size(size, s)
-        self._block_flops: dict[tuple, int] = {}
-        self._fixed_flops: int | None = None
+        self._block_costs: dict[tuple, dict[str, float]] = {}  # the cost table (see cost)
+        self._fixed_cost: dict[str, float] | None = None
 
     # ---- architecture values -------------------------------------------------------------------
     def position_choices(self) -> list[Sequence[str]]:
@@ -346,34 +346,40 @@ class MBConvSpace(CategoricalSearchSpace):
         return network.to(next(supernet.parameters()).device)
 
     # ---- cost ------------------------------------------------------------------------------------
-    def flops(self, architecture: Architecture) -> int:
-        """Exact FLOPs of one image through ``architecture`` as ``FlopCounterMode`` counts them."""
+    def cost(self, architecture: Architecture) -> dict[str, float]:
+        """Exact ``{"params", "flops"}`` of ``architecture`` (FLOPs of one image as
+        ``FlopCounterMode`` counts them), summed from a table of every block shape counted once,
+        so a FLOPs range can test thousands of paths. Equals the base class's count of the whole
+        built network."""
         choices = self.validate(architecture).choices
-        if self._fixed_flops is None:
-            shape = self.block_shapes[-1]
-            last = _out_size(shape[3], shape[2])
-            fixed = _count(self._stem(), (self.in_channels, self.image_size, self.image_size))
-            stem = _out_size(self.image_size, self.stem_stride)
-            fixed += _count(self._first(), (self.stem_channels, stem, stem))
-            fixed += _count(self._head(), (self.stage_channels[-1], last, last))
-            fixed += _count(self._final(), (self.head_channels, 1, 1))
-            fixed += _count(nn.Linear(self.final_channels, self.num_classes), (self.final_channels,))
-            self._fixed_flops = fixed
-        total = self._fixed_flops
-        for choice, (c_in, c_out, s, size) in zip(choices, self.block_shapes):
-            key = (choice, c_in, c_out, s, size)
-            if key not in self._block_flops:
-                self._block_flops[key] = _count(self._operation(choice, c_in, c_out, s), (c_in, size, size))
-            total += self._block_flops[key]
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):  # building modules must not move the search's RNG
+            if self._fixed_cost is None:
+                shape = self.block_shapes[-1]
+                last = _out_size(shape[3], shape[2])
+                stem = _out_size(self.image_size, self.stem_stride)
+                parts = [(self._stem(), (self.in_channels, self.image_size, self.image_size)),
+                         (self._first(), (self.stem_channels, stem, stem)),
+                         (self._head(), (self.stage_channels[-1], last, last)),
+                         (self._final(), (self.head_channels, 1, 1)),
+                         (nn.Linear(self.final_channels, self.num_classes), (self.final_channels,))]
+                self._fixed_cost = _sum_costs(network_cost(module, shape) for module, shape in parts)
+            total = dict(self._fixed_cost)
+            for choice, (c_in, c_out, s, size) in zip(choices, self.block_shapes):
+                key = (choice, c_in, c_out, s, size)
+                if key not in self._block_costs:
+                    self._block_costs[key] = network_cost(self._operation(choice, c_in, c_out, s), (c_in, size, size))
+                total = _sum_costs([total, self._block_costs[key]])
         return total
+
+    def flops(self, architecture: Architecture) -> int:
+        """Exact FLOPs of one image through ``architecture``: ``cost(architecture)["flops"]``."""
+        return self.cost(architecture)["flops"]
 
 
 def _out_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1  # odd kernels with same padding
 
 
-def _count(module: nn.Module, shape: tuple) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        module.eval()(torch.zeros(1, *shape))
-    return int(counter.get_total_flops())
+def _sum_costs(costs: Any) -> dict[str, float]:
+    costs = list(costs)
+    return {key: sum(c[key] for c in costs) for key in ("params", "flops")}

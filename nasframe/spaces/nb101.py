@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasframe.errors import ArchitectureError
+from nasframe.errors import ArchitectureError, NASFrameError
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
 
@@ -159,6 +159,9 @@ class NB101Space(SearchSpace):
                            ("image_size", image_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"NB101Space: {key} must be a positive integer, got {value!r}")
+        if stem_channels < INTERIOR:  # a cell splits its output channels between up to 5 vertices
+            raise NASFrameError(f"NB101Space: stem_channels must be at least {INTERIOR}, got {stem_channels}: a cell "
+                                f"splits its output channels between up to {INTERIOR} vertices, and each needs one")
         self.max_edges = max_edges
         self.stem_channels, self.stacks, self.cells_per_stack = stem_channels, stacks, cells_per_stack
         self.num_classes, self.in_channels = num_classes, in_channels

@@ -212,3 +212,20 @@ class NB201Space(CategoricalSearchSpace):
             own[name] = shared[".".join(parts)]
         network.load_state_dict(own)
         return network
+
+    # ---- cost ---------------------------------------------------------------------------------------
+    def cost(self, architecture: Architecture) -> dict[str, float] | None:
+        """Exact ``{"params", "flops"}`` (``FlopCounterMode``, one image). Every cell runs its six
+        edges on tensors of one shape and adds them (additions count no FLOPs), so the cost is the
+        all-``none`` network's plus, per edge, what its operation adds: five networks are counted
+        once (the base class's cached count) and every architecture is a sum."""
+        ops = self.validate(architecture).choices
+        empty = super().cost(Architecture(self.name, ("none",) * len(EDGES)))
+        if empty is None:  # input_shape taken away: no cost model
+            return None
+        total = dict(empty)
+        for op in ops:
+            if op != "none":
+                one = super().cost(Architecture(self.name, (op,) + ("none",) * (len(EDGES) - 1)))
+                total = {key: total[key] + one[key] - empty[key] for key in total}
+        return total

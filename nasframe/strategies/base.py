@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
 from nasframe.hookspecs import hookimpl
@@ -87,17 +87,13 @@ class SearchStrategy(nn.Module, ABC):
 
 
 def count_step(optimizer: Any) -> None:
-    """Count a search step that updates nothing as one step of ``optimizer`` (Lightning's
-    ``global_step``, ``max_steps`` and checkpoint cadence count optimizer steps).
+    """Deprecated: call ``nas.count_step(name)`` (``nasframe.SearchHost``), which works under
+    every host. Counts a search step that updates nothing as one step of ``optimizer``."""
+    from nasframe.module import count_optimizer_step  # the module imports this one
 
-    With a Lightning optimizer only the step counting runs: under 16-bit mixed precision Lightning
-    steps through a gradient scaler, which refuses an optimizer without gradients (and there is
-    nothing to update). A plain optimizer (a search without a Trainer) is stepped, a no-op without gradients."""
-    if isinstance(optimizer, LightningOptimizer) and hasattr(optimizer, "_on_before_step"):
-        optimizer._on_before_step()  # what LightningOptimizer.step wraps around the update
-        optimizer._on_after_step()
-    else:
-        optimizer.step()
+    warnings.warn("nasframe.strategies.base.count_step(optimizer) is deprecated; call nas.count_step(name) "
+                  "with the optimizer's name instead (see nasframe.SearchHost)", DeprecationWarning, stacklevel=2)
+    count_optimizer_step(optimizer)
 
 
 def architectures_to_state(architectures: list[Architecture]) -> list[dict[str, Any]]:

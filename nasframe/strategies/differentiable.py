@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from abc import abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nasframe.errors import NASFrameError
+from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.base import CategoricalSearchSpace
 from nasframe.strategies.base import SearchStrategy
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ class DifferentiableStrategy(SearchStrategy):
         self.architecture_every = architecture_every
         self._adam_args = dict(lr=architecture_lr, betas=tuple(architecture_betas), weight_decay=architecture_weight_decay)
         self.step_count = 0
+        self._epoch_of_last_step: int | None = None  # the run record's final distribution is this epoch's
 
     @abstractmethod
     def architecture_parameters(self) -> list[torch.nn.Parameter]: ...
@@ -58,6 +63,9 @@ class DifferentiableStrategy(SearchStrategy):
             weights_batch, architecture_batch = batch["weights"], batch["architecture"]
         else:
             weights_batch = architecture_batch = batch
+        if batch_idx == 0 and nas.current_epoch > 0:  # the distribution the previous epoch ended with
+            self.record_distribution(nas, nas.current_epoch - 1)
+        self._epoch_of_last_step = nas.current_epoch
         weights_opt, architecture_opt = nas.optimizer("weights"), nas.optimizer("architecture")
 
         weights_opt.zero_grad(set_to_none=True)
@@ -75,6 +83,46 @@ class DifferentiableStrategy(SearchStrategy):
             self.after_architecture_step(nas)
         self.step_count += 1
         return loss.detach()
+
+    # ---- the distribution over operations, for the run record -------------------------------------
+    def distribution(self, nas: NASModule) -> dict[str, Any] | None:
+        """The probability of each operation per edge: ``{"edges": [name, ...], "ops": [name, ...],
+        "probabilities": [[p, ...], ...]}``, one row per edge; ``None`` records nothing.
+
+        Default: the softmax over the last dimension of each architecture parameter, edges named by
+        their index (``"cell.edge"`` for a parameter of more dimensions), operations by the space's
+        choices where every position of a categorical space offers the same ones (NB-201), else
+        ``op0``, ``op1``... Override to name them otherwise."""
+        parameters = self.architecture_parameters()
+        sizes = {p.shape[-1] for p in parameters}
+        if len(sizes) != 1:
+            return None
+        size = sizes.pop()
+        ops = [f"op{i}" for i in range(size)]
+        if isinstance(nas.search_space, CategoricalSearchSpace):
+            positions = [tuple(c) for c in nas.search_space.position_choices()]
+            if positions and len(set(positions)) == 1 and len(positions[0]) == size:
+                ops = [str(c) for c in positions[0]]
+        edges, rows = [], []
+        for k, parameter in enumerate(parameters):
+            probabilities = parameter.detach().float().softmax(-1).cpu()
+            indices = itertools.product(*(range(n) for n in probabilities.shape[:-1]))
+            for index, row in zip(indices, probabilities.reshape(-1, size).tolist()):
+                name = ".".join(map(str, index)) or "0"
+                edges.append(f"{k}:{name}" if len(parameters) > 1 else name)
+                rows.append(row)
+        return {"edges": edges, "ops": ops, "probabilities": rows}
+
+    def record_distribution(self, nas: NASModule, epoch: int) -> None:
+        """Report ``distribution`` as epoch ``epoch``'s (``nasframe_search_record``, kind ``"distribution"``)."""
+        distribution = self.distribution(nas)
+        if distribution is not None:
+            nas.hook.nasframe_search_record(nas=nas, record={"kind": "distribution", "epoch": epoch, **distribution})
+
+    @hookimpl(specname="nasframe_search_end")
+    def _record_final_distribution(self, nas: NASModule, architecture: Architecture, export_dir: Path | None) -> None:
+        epoch = self._epoch_of_last_step  # None: a resumed search that had no step left
+        self.record_distribution(nas, epoch if epoch is not None else max(nas.current_epoch - 1, 0))
 
     def search_state(self) -> dict[str, Any]:
         return {"step_count": self.step_count}

@@ -15,11 +15,12 @@ from nasframe.strategies.sample_based import SampleBasedStrategy
 class RegularizedEvolution(SampleBasedStrategy):
     """Aging evolution: a population of ``population_size``; each child mutates the best of
     ``sample_size`` random members and replaces the oldest. The first population is random.
-    Returns the best architecture evaluated."""
+    Returns the best architecture evaluated. ``on_budget_unspent``: ``"warn"`` or ``"error"`` when
+    the search ends before its budget (see ``SampleBasedStrategy``)."""
 
     def __init__(self, evaluator: Evaluator, budget: int = 100, population_size: int = 20, sample_size: int = 5,
-                 seed: int = 0) -> None:
-        super().__init__(evaluator, budget, seed)
+                 seed: int = 0, on_budget_unspent: str = "warn") -> None:
+        super().__init__(evaluator, budget, seed, on_budget_unspent=on_budget_unspent)
         if not 1 <= sample_size <= population_size:
             raise ValueError(f"sample_size must be in [1, population_size={population_size}], got {sample_size}")
         self.population_size = population_size

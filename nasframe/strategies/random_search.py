@@ -8,10 +8,13 @@ from nasframe.strategies.sample_based import SampleBasedStrategy
 
 
 class RandomSearch(SampleBasedStrategy):
-    """Evaluates ``candidates_per_step`` uniformly sampled unseen architectures per step; returns the best."""
+    """Evaluates ``candidates_per_step`` uniformly sampled unseen architectures per step; returns the best.
+    ``on_budget_unspent``: ``"warn"`` or ``"error"`` when the search ends before its budget (see
+    ``SampleBasedStrategy``)."""
 
-    def __init__(self, evaluator: Evaluator, budget: int = 100, candidates_per_step: int = 10, seed: int = 0) -> None:
-        super().__init__(evaluator, budget, seed)
+    def __init__(self, evaluator: Evaluator, budget: int = 100, candidates_per_step: int = 10, seed: int = 0,
+                 on_budget_unspent: str = "warn") -> None:
+        super().__init__(evaluator, budget, seed, on_budget_unspent=on_budget_unspent)
         self.candidates_per_step = candidates_per_step
 
     def ask(self, nas) -> list[Architecture]:

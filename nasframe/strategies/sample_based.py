@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
+from nasframe.errors import NASFrameError
 from nasframe.evaluators.base import Evaluator
+from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
 from nasframe.strategies.base import SearchStrategy, architectures_from_state, architectures_to_state
 
@@ -23,16 +27,29 @@ class SampleBasedStrategy(SearchStrategy):
     batch, records them in ``history`` and tells the subclass. The search stops itself when the
     budget is spent. The final architecture is the best evaluated one unless a subclass says
     otherwise. ``history`` (architectures and scores, in order) is checkpoint state.
+
+    A search that ends before spending its budget (the trainer's epochs or ``max_steps`` ran out:
+    every training batch is one search step) returns the best of what it evaluated, which is not
+    the search that was asked for. ``on_budget_unspent`` says what then happens when the final
+    architecture is decided: ``"warn"`` (default) emits a ``UserWarning`` (on global rank 0) naming
+    the count and what to change; ``"error"`` raises a ``NASFrameError`` instead, before anything is
+    exported. A space with fewer unseen architectures than the budget ends the search early without
+    either.
     """
 
     trains_weights = False  # a supernet, if any, only serves the evaluator
+    ON_BUDGET_UNSPENT = ("warn", "error")
 
-    def __init__(self, evaluator: Evaluator, budget: int = 100, seed: int = 0) -> None:
+    def __init__(self, evaluator: Evaluator, budget: int = 100, seed: int = 0, on_budget_unspent: str = "warn") -> None:
         super().__init__(seed)
+        if on_budget_unspent not in self.ON_BUDGET_UNSPENT:
+            raise NASFrameError(f"on_budget_unspent must be one of {list(self.ON_BUDGET_UNSPENT)}, got {on_budget_unspent!r}")
         self.evaluator = evaluator
         self.budget = budget
+        self.on_budget_unspent = on_budget_unspent
         self.history: list[tuple[Architecture, float]] = []
         self.seen: set[Architecture] = set()
+        self.exhausted = False  # ask() found no unseen candidate: the space, not the trainer, ended the search
 
     @property
     def needs_supernet(self) -> bool:  # type: ignore[override]
@@ -49,14 +66,17 @@ class SampleBasedStrategy(SearchStrategy):
     def tell(self, nas: NASModule, architectures: list[Architecture], scores: torch.Tensor) -> None:
         """Learn from the scores (already appended to ``history``)."""
 
-    def sample_unseen(self, nas: NASModule, count: int, tries: int = 1000) -> list[Architecture]:
-        """Up to ``count`` distinct random architectures not evaluated yet (fewer when ``tries``
-        samples in a row miss: the space is nearly exhausted)."""
+    def sample_unseen(self, nas: NASModule, count: int, tries: int = 1000,
+                      exclude: Collection[Architecture] = ()) -> list[Architecture]:
+        """Up to ``count`` distinct random architectures neither evaluated yet nor in ``exclude``
+        (fewer when ``tries`` samples in a row miss: the space is nearly exhausted). Draws from
+        ``self.generator`` only."""
         picks: dict[Architecture, None] = {}
+        exclude = exclude if isinstance(exclude, (set, frozenset, dict)) else set(exclude)
         for _ in range(count):
             for _ in range(tries):
                 architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
-                if architecture not in self.seen and architecture not in picks:
+                if architecture not in self.seen and architecture not in picks and architecture not in exclude:
                     picks[architecture] = None
                     break
             else:
@@ -66,6 +86,7 @@ class SampleBasedStrategy(SearchStrategy):
     def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> None:
         candidates = [a for a in dict.fromkeys(self.ask(nas)) if a not in self.seen][: max(self.remaining, 0)] if self.remaining > 0 else []
         if not candidates:
+            self.exhausted = self.remaining > 0
             nas.stop_search()
             return None
         # Under DDP the candidates are shared out between the ranks, all scored on rank 0's batch,
@@ -78,7 +99,9 @@ class SampleBasedStrategy(SearchStrategy):
         self.tell(nas, candidates, scores)
         nas.hook.nasframe_candidates_evaluated(nas=nas, architectures=candidates, scores=scores)
         finite = [s for _, s in self.history if not math.isnan(s)]
-        nas.log_metrics({"search/evaluated": float(len(self.history)), "search/best_score": max(finite) if finite else float("nan")})
+        # on the progress bar: queries done (shown against the budget) and the best score so far
+        nas.log_metrics({"search/evaluated": float(len(self.history)), "search/best_score": max(finite) if finite else float("nan")},
+                        prog_bar=True)
         if self.remaining <= 0:
             nas.stop_search()
         return None
@@ -90,11 +113,31 @@ class SampleBasedStrategy(SearchStrategy):
     def current_architecture(self, nas: NASModule) -> Architecture | None:
         return self.best()
 
+    @hookimpl(specname="nasframe_final_architecture", tryfirst=True)
+    def check_budget_spent(self, nas: NASModule) -> None:
+        """Before the final architecture is decided (by whichever implementation answers; this
+        one answers nothing): warn, or raise with ``on_budget_unspent="error"``, when the search
+        ended with budget left that the space could still have filled."""
+        if self.remaining <= 0 or self.exhausted:
+            return None
+        limits = nas.search_limits()
+        ran = ", ".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                        for name, value in limits._asdict().items() if value is not None)
+        message = (f"{type(self).__name__} evaluated {len(self.history)} of its budget of {self.budget} architectures: "
+                   f"the search ended before spending it ({ran or 'no limits known'}; every training batch is one search "
+                   "step). Give it more steps (trainer max_epochs or limit_train_batches, or max_steps), or lower the "
+                   "budget; on_budget_unspent: error makes this an error.")
+        if self.on_budget_unspent == "error":
+            raise NASFrameError(message)
+        rank_zero_warn(message, category=UserWarning)
+        return None
+
     def search_state(self) -> dict[str, Any]:
         return {"history": architectures_to_state([a for a, _ in self.history]), "scores": [s for _, s in self.history],
-                "evaluator": self.evaluator.state()}
+                "evaluator": self.evaluator.state(), "exhausted": self.exhausted}
 
     def load_search_state(self, state: dict[str, Any]) -> None:
+        self.exhausted = bool(state.get("exhausted", False))
         self.history = list(zip(architectures_from_state(state["history"]), state["scores"]))
         self.seen = {a for a, _ in self.history}
         self.evaluator.queried.update(self.seen)

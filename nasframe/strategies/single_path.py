@@ -9,6 +9,7 @@ import torch
 from nasframe.buffers import buffers_restored
 from nasframe.errors import NASFrameError
 from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.capabilities import architecture_cost
 from nasframe.step import SearchStep
 from nasframe.strategies.base import SearchStrategy, architectures_from_state, architectures_to_state
 
@@ -23,7 +24,8 @@ class SinglePathStrategy(SearchStrategy):
     term weights), updates the supernet's weights on that path, then calls ``after_step``. The base
     keeps the ``leaderboard_size`` paths with the best training-batch accuracy and returns the best
     as the final architecture; subclasses (e.g. a prioritized-path board) override that. With
-    ``flops_range`` (needs a space with ``flops(architecture)``) only paths inside it are sampled.
+    ``flops_range`` (FLOPs from the ``nasframe_architecture_cost`` hook: every built-in space has
+    them, any space with ``input_shape`` gets them) only paths inside it are sampled.
 
     A leaderboard entry is one path's accuracy on the one batch it was trained on, measured at some
     point of the search: a noisy and stale measure for the final pick. With ``final_rescore`` every
@@ -36,7 +38,7 @@ class SinglePathStrategy(SearchStrategy):
     Args:
         seed: seeds the path sampler.
         leaderboard_size: the number of best paths kept (by batch accuracy).
-        flops_range: ``[low, high]`` FLOPs of the paths sampled (the space's ``flops``).
+        flops_range: ``[low, high]`` FLOPs of the paths sampled (``cost(architecture)["flops"]``).
         max_resample: samples tried per step to find a path inside ``flops_range``.
         final_rescore: re-measure the leaderboard on the scoring set before picking the final path.
         score_images: images per measurement chunk (and the scoring set's size without ``final_rescore``).
@@ -72,16 +74,13 @@ class SinglePathStrategy(SearchStrategy):
             if self.within_flops_range(nas, architecture):
                 return architecture
         raise NASFrameError(f"no path within flops_range {list(self.flops_range)} in {self.max_resample} samples; "
-                            "widen the range (the space's flops(architecture) gives the cost of a path)")
+                            "widen the range (the space's flops(architecture) gives the FLOPs of a path)")
 
     def within_flops_range(self, nas: NASModule, architecture: Architecture) -> bool:
         if self.flops_range is None:
             return True
-        flops = getattr(nas.search_space, "flops", None)
-        if flops is None:
-            raise NASFrameError(f"flops_range needs a search space with a flops(architecture) method; "
-                                f"{type(nas.search_space).__name__} has none")
-        return self.flops_range[0] <= flops(architecture) <= self.flops_range[1]
+        flops = architecture_cost(nas, architecture, f"{type(self).__name__} flops_range")["flops"]
+        return self.flops_range[0] <= flops <= self.flops_range[1]
 
     def before_loss(self, nas: NASModule, step: SearchStep) -> None:
         """Hook for subclasses: fill ``step.extras`` / ``step.term_weights`` before the loss."""
@@ -91,6 +90,8 @@ class SinglePathStrategy(SearchStrategy):
         if self.needs_score_set and (self.score_inputs is None or len(self.score_inputs) < self._collect_images):
             self._collect_score_set(nas, step)
         accuracy = nas.batch_accuracy(step)
+        nas.hook.nasframe_search_record(nas=nas, record={"kind": "path", "architecture": nas.search_space.format(step.architecture),
+                                                         "accuracy": accuracy})  # for the run record
         if accuracy is None:
             return
         board = [entry for entry in self.leaderboard if entry[1] != step.architecture]

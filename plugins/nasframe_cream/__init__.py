@@ -10,3 +10,8 @@ from nasframe_cream.matching import MatchingNetwork
 from nasframe_cream.strategy import CreamStrategy
 
 __all__ = ["BoardEntry", "CreamStrategy", "MatchingNetwork", "PrioritizedBoard"]
+
+
+def nasframe_components() -> dict[str, list[type]]:
+    """What this plugin adds (shown by ``nasframe list``)."""
+    return {"strategies": [CreamStrategy]}

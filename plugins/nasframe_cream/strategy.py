@@ -10,7 +10,9 @@ from torch import nn
 from torch.func import functional_call
 
 from nasframe.errors import NASFrameError
+from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
+from nasframe.spaces.capabilities import architecture_cost, require
 from nasframe.step import SearchStep
 from nasframe.strategies import SinglePathStrategy
 from nasframe_cream.board import BoardEntry, PrioritizedBoard
@@ -58,7 +60,7 @@ class CreamStrategy(SinglePathStrategy):
 
     Args:
         seed: seeds the path sampler.
-        flops_range: ``[low, high]`` FLOPs of the paths trained and returned (the space's ``flops``).
+        flops_range: ``[low, high]`` FLOPs of the paths trained and returned (``cost(architecture)["flops"]``).
         board_size: K, the number of prioritized paths.
         margin: accuracy points (on the batch, in %) by which a path must beat the board's worst
             to enter when it does not also have fewer FLOPs.
@@ -101,13 +103,11 @@ class CreamStrategy(SinglePathStrategy):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.matching: MatchingNetwork | None = None
         self._teacher: Architecture | None = None  # this step's teacher (board indices move when the board updates)
+        self._epoch_of_last_step: int | None = None  # the run record's final board is this epoch's
 
     # ---- setup -----------------------------------------------------------------------------------
     def setup(self, nas: NASModule) -> None:
-        num_classes = getattr(nas.search_space, "num_classes", None)
-        if num_classes is None:
-            raise NASFrameError(f"CreamStrategy needs a search space with a num_classes attribute; "
-                                f"{type(nas.search_space).__name__} has none")
+        num_classes = require(nas.search_space, "num_classes", "CreamStrategy's matching network")
         self.matching = MatchingNetwork(self.matching_images, int(num_classes))
         if nas.supernet is not None:
             self.matching.to(next(nas.supernet.parameters()).device)
@@ -117,8 +117,8 @@ class CreamStrategy(SinglePathStrategy):
 
     # ---- one step ------------------------------------------------------------------------------
     def _flops(self, nas: NASModule, architecture: Architecture) -> float:
-        flops = getattr(nas.search_space, "flops", None)
-        return float(flops(architecture)) if flops is not None else 0.0
+        """The board compares paths by FLOPs (a path with fewer FLOPs may replace a better one)."""
+        return float(architecture_cost(nas, architecture, "CreamStrategy's prioritized board")["flops"])
 
     def _student_probs(self, nas: NASModule, architecture: Architecture) -> torch.Tensor:
         """The student's softmax outputs on every board path's stored images: ``(K, m, C)``."""
@@ -175,8 +175,7 @@ class CreamStrategy(SinglePathStrategy):
 
     @staticmethod
     def _log(nas: NASModule, metrics: dict[str, float]) -> None:
-        if nas._trainer is not None:  # steps driven by hand (tests, notebooks) have nothing to log to
-            nas.log_metrics(metrics)
+        nas.log_metrics(metrics)  # a no-op where nothing can be logged (steps driven by hand)
 
     # ---- meta learning of the matching network ---------------------------------------------------
     def meta_update(self, nas: NASModule, step: SearchStep) -> float:
@@ -210,7 +209,7 @@ class CreamStrategy(SinglePathStrategy):
         inner = SearchStep((x[:half], y[:half]), step.architecture, _Functional(supernet, {**params, **buffers}), "train",
                            extras={"teacher_logits": teacher_logits},
                            term_weights={"distillation": rho / 2, "cross_entropy": (2 - rho) / 2})
-        inner_loss = self._weighted_loss(nas, inner)
+        inner_loss = nas.compute_loss(inner, log=False)  # a simulated step: neither logged nor counted
         names = list(params)
         grads = torch.autograd.grad(inner_loss, [params[n] for n in names], create_graph=True, allow_unused=True)
         lr = self.inner_lr if self.inner_lr is not None else nas.optimizer("weights").param_groups[0]["lr"]
@@ -221,8 +220,7 @@ class CreamStrategy(SinglePathStrategy):
         outer_loss = (F.cross_entropy(outer_logits[labelled], y[half:][labelled]) if bool(labelled.any())
                       else outer_logits.sum() * 0.0)
 
-        optimizer = nas.optimizer("matching")
-        optimizer = getattr(optimizer, "optimizer", optimizer)  # the raw optimizer: global_step counts weight steps only
+        optimizer = nas.raw_optimizer("matching")  # raw: global_step counts weight steps only
         optimizer.zero_grad(set_to_none=True)
         meta_grads = torch.autograd.grad(outer_loss, list(self.matching.parameters()), allow_unused=True)
         for p, g in zip(self.matching.parameters(), meta_grads):
@@ -232,15 +230,23 @@ class CreamStrategy(SinglePathStrategy):
         self._log(nas, {"cream/meta_loss": float(outer_loss.detach())})
         return float(outer_loss.detach())
 
-    def _weighted_loss(self, nas: NASModule, step: SearchStep) -> torch.Tensor:
-        """The objectives' terms, weighted as ``NASModule.compute_loss`` does, without logging."""
-        total = 0.0
-        for contribution in nas.hook.nasframe_loss_terms(step=step):
-            for name, value in (contribution or {}).items():
-                total = total + step.term_weights.get(name, 1.0) * value
-        if not isinstance(total, torch.Tensor):
-            raise NASFrameError("no objective produced a loss for the meta step; CreamStrategy needs labels")
-        return total
+    # ---- the board in the run record, once per epoch ---------------------------------------------------
+    def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 0 and nas.current_epoch > 0:  # the board the previous epoch ended with
+            self.record_board(nas, nas.current_epoch - 1)
+        self._epoch_of_last_step = nas.current_epoch
+        return super().search_step(nas, batch, batch_idx)
+
+    def record_board(self, nas: NASModule, epoch: int) -> None:
+        """Report the board as epoch ``epoch``'s (``nasframe_search_record``, kind ``"board"``)."""
+        entries = [{"architecture": nas.search_space.format(e.architecture), "accuracy": e.accuracy, "flops": e.flops}
+                   for e in self.board.entries]
+        nas.hook.nasframe_search_record(nas=nas, record={"kind": "board", "epoch": epoch, "entries": entries})
+
+    @hookimpl(specname="nasframe_search_end")
+    def _record_final_board(self, nas: NASModule, architecture: Architecture, export_dir: Any) -> None:
+        epoch = self._epoch_of_last_step  # None: a resumed search that had no step left
+        self.record_board(nas, epoch if epoch is not None else max(nas.current_epoch - 1, 0))
 
     # ---- decisions -------------------------------------------------------------------------------
     def current_architecture(self, nas: NASModule) -> Architecture:

@@ -6,7 +6,13 @@ ranks them and returns the best. Registered under the ``nasframe`` entry-point g
 """
 
 from nasframe_epsinas.evaluator import EpsinasEvaluator
-from nasframe_epsinas.score import EpsinasScorer, epsinas_score, fan_in_ratios, normalise
+from nasframe_epsinas.score import ORDERINGS, EpsinasScorer, EpsinasScores, epsinas_score, fan_in_ratios, normalise
 from nasframe_epsinas.strategy import ZeroCostSearch
 
-__all__ = ["EpsinasEvaluator", "EpsinasScorer", "ZeroCostSearch", "epsinas_score", "fan_in_ratios", "normalise"]
+__all__ = ["ORDERINGS", "EpsinasEvaluator", "EpsinasScorer", "EpsinasScores", "ZeroCostSearch", "epsinas_score",
+           "fan_in_ratios", "normalise"]
+
+
+def nasframe_components() -> dict[str, list[type]]:
+    """What this plugin adds (shown by ``nasframe list``)."""
+    return {"evaluators": [EpsinasEvaluator], "strategies": [ZeroCostSearch]}

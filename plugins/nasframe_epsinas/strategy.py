@@ -19,19 +19,26 @@ class ZeroCostSearch(SampleBasedStrategy):
     """A zero-cost search: ``num_samples`` distinct uniformly sampled architectures, each scored once
     by ``evaluator`` (default ``EpsinasEvaluator()``) on the same unlabelled batch, ranked by score.
 
-    The final architecture is the one with the best finite score; NaN scores (constant outputs) are
-    counted and reported, never chosen. No supernet is trained, so the module exports the winner
-    built with fresh weights: a training-ready model. ``candidates_per_step`` only sets how often
-    progress is logged; every candidate sees the evaluator's fixed batch.
+    The final architecture is the one with the best finite score; NaN scores (constant outputs,
+    degenerate scores) are counted and reported, never chosen. The default evaluator ranks as the
+    paper's protocol does, extended to every architecture: those a float32 computation resolves
+    first, then those only float64 rescues (negative scores); the evaluator's ``ordering: score``
+    ranks the plain epsinas scores together instead (see ``EpsinasEvaluator``). No supernet is
+    trained, so the module exports the winner built with fresh weights: a training-ready model.
+    ``candidates_per_step`` only sets how often progress is logged; every candidate sees the
+    evaluator's fixed batch (on NAS-Bench-201 one step's candidates share their computation, so
+    larger steps score faster). ``on_budget_unspent``:
+    ``"warn"`` or ``"error"`` when the search ends before scoring ``num_samples`` (see ``SampleBasedStrategy``).
     """
 
     def __init__(self, evaluator: Evaluator | None = None, num_samples: int = 1000, candidates_per_step: int = 100,
-                 top_k: int = 5, seed: int = 0) -> None:
+                 top_k: int = 5, seed: int = 0, on_budget_unspent: str = "warn") -> None:
         if num_samples < 1:
             raise NASFrameError(f"ZeroCostSearch num_samples must be at least 1, got {num_samples}")
         if candidates_per_step < 1:
             raise NASFrameError(f"ZeroCostSearch candidates_per_step must be at least 1, got {candidates_per_step}")
-        super().__init__(evaluator if evaluator is not None else EpsinasEvaluator(), budget=num_samples, seed=seed)
+        super().__init__(evaluator if evaluator is not None else EpsinasEvaluator(), budget=num_samples, seed=seed,
+                         on_budget_unspent=on_budget_unspent)
         self.candidates_per_step = candidates_per_step
         self.top_k = top_k
 

@@ -16,3 +16,8 @@ from nasframe_seminas.strategy import SemiNAS
 
 __all__ = ["AttentionDecoder", "Predictor", "SearchContext", "SemiNAS", "SemiNASModel", "SequenceEncoder", "position_mask",
            "run_search", "semi_supervised_fit", "train_steps"]
+
+
+def nasframe_components() -> dict[str, list[type]]:
+    """What this plugin adds (shown by ``nasframe list``)."""
+    return {"strategies": [SemiNAS]}

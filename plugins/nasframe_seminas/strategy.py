@@ -11,7 +11,6 @@ import torch
 from nasframe.errors import ArchitectureError
 from nasframe.evaluators.base import Evaluator
 from nasframe.spaces.architecture import Architecture
-from nasframe.strategies.base import count_step
 from nasframe.strategies.sample_based import SampleBasedStrategy
 
 from nasframe_seminas.model import SemiNASModel, semi_supervised_fit
@@ -66,6 +65,8 @@ class SemiNAS(SampleBasedStrategy):
             the good ones together; on NAS-Bench-201, where ~2% of architectures score ~10%, it ranks
             the top better).
         seed: seeds sampling, shuffling and the model's initial weights.
+        on_budget_unspent: ``"warn"`` or ``"error"`` when the search ends before its budget
+            (see ``SampleBasedStrategy``).
     """
 
     def __init__(self, evaluator: Evaluator, budget: int = 100, initial: int = 16, per_iteration: int = 4,
@@ -74,8 +75,9 @@ class SemiNAS(SampleBasedStrategy):
                  lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
                  mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 1.5,
                  max_steps: int = 18, fill: bool = True, fill_pool: int = 1000, up_sample: int = 10,
-                 move_pseudo: bool = True, move_all: bool = True, targets: str = "zscore", seed: int = 0) -> None:
-        super().__init__(evaluator, budget, seed)
+                 move_pseudo: bool = True, move_all: bool = True, targets: str = "zscore", seed: int = 0,
+                 on_budget_unspent: str = "warn") -> None:
+        super().__init__(evaluator, budget, seed, on_budget_unspent=on_budget_unspent)
         for name, value, low in (("budget", budget, 1), ("initial", initial, 1), ("per_iteration", per_iteration, 1),
                                  ("unlabelled", unlabelled, 0), ("top_k", top_k, 1), ("steps", steps, 0),
                                  ("pseudo_steps", pseudo_steps, 0), ("batch_size", batch_size, 1), ("max_steps", max_steps, 1),
@@ -96,7 +98,6 @@ class SemiNAS(SampleBasedStrategy):
         self.targets = targets
         self.fill_pool, self.up_sample, self.move_pseudo, self.move_all = fill_pool, up_sample, move_pseudo, move_all
         self.model: SemiNASModel | None = None
-        self._optimizer: torch.optim.Optimizer | None = None
         # checkpointed data of the last iteration (for inspection and exact resume)
         self.pseudo_tokens: list[list[int]] = []
         self.pseudo_labels: list[float] = []
@@ -122,20 +123,19 @@ class SemiNAS(SampleBasedStrategy):
         return torch.tensor(rows, dtype=torch.long)
 
     def search_step(self, nas: NASModule, batch: Any, batch_idx: int) -> None:
-        self._optimizer = nas.optimizer("predictor")
         result = super().search_step(nas, batch, batch_idx)
         # Count this search step as one optimizer step (global_step, max_steps, checkpoint cadence):
         # the inner predictor updates use the raw optimizer, and this step has no gradients left.
-        self._optimizer.zero_grad(set_to_none=True)
-        count_step(self._optimizer)
+        nas.raw_optimizer("predictor").zero_grad(set_to_none=True)
+        nas.count_step("predictor")
         return result
 
     def ask(self, nas: NASModule) -> list[Architecture]:
         if not self.history:
-            return self._random(nas, min(self.initial, self.remaining), set())
+            return self.sample_unseen(nas, min(self.initial, self.remaining))
         labelled = [(a, s) for a, s in self.history if not math.isnan(s)]
         if not labelled:  # nothing scored yet: keep sampling
-            return self._random(nas, min(self.per_iteration, self.remaining), set())
+            return self.sample_unseen(nas, min(self.per_iteration, self.remaining))
         # this iteration's size never depends on the budget: a budget-B run proposes the first of
         # the same candidates as a longer run, so it stays a prefix of it
         size = max(self.per_iteration, round(self.growth * len(self.history)))
@@ -148,9 +148,9 @@ class SemiNAS(SampleBasedStrategy):
         if self.targets == "rank":
             ranks = raw.argsort(stable=True).argsort(stable=True).double()
             targets = torch.distributions.Normal(0.0, 1.0).icdf((ranks + 0.5) / len(raw)).float()
-        pool = self._random(nas, self.unlabelled, set())
+        pool = self.sample_unseen(nas, self.unlabelled)
         pool_tokens = self.tokens(nas, pool)
-        optimizer = getattr(self._optimizer, "optimizer", self._optimizer)  # the raw torch optimizer (see train_steps)
+        optimizer = nas.raw_optimizer("predictor")  # its many updates are one search step (counted in search_step)
         pseudo = semi_supervised_fit(self.model, optimizer, self.tokens(nas, [a for a, _ in labelled]), targets,
                                      pool_tokens, self.steps, self.pseudo_steps, self.batch_size, self.generator,
                                      up_sample=self.up_sample)
@@ -168,7 +168,7 @@ class SemiNAS(SampleBasedStrategy):
             # ablation ranks as many candidates as SemiNAS does.
             taken = set(picks)
             candidates = [a for a in pool if a not in taken]
-            candidates += self._random(nas, max(self.fill_pool - len(candidates), 0), taken | set(candidates))
+            candidates += self.sample_unseen(nas, max(self.fill_pool - len(candidates), 0), exclude=taken | set(candidates))
             extra = self._rank(nas, candidates)[: size - len(picks)]
             self.counts["filled"] += max(min(len(extra), want - len(picks)), 0)
             picks += extra
@@ -184,21 +184,6 @@ class SemiNAS(SampleBasedStrategy):
         if self.move_pseudo:
             ranked += [(float(z), len(ranked) + i, a) for i, (a, z) in enumerate(zip(pool, pseudo))]
         return [a for _, _, a in sorted(ranked, key=lambda t: (-t[0], t[1]))[: self.top_k]]
-
-    def _random(self, nas: NASModule, count: int, exclude: set[Architecture], tries: int = 1000) -> list[Architecture]:
-        """Up to ``count`` distinct random architectures, neither seen nor in ``exclude``."""
-        picks: list[Architecture] = []
-        taken = set(exclude)
-        for _ in range(count):
-            for _ in range(tries):
-                architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
-                if architecture not in self.seen and architecture not in taken:
-                    break
-            else:
-                break  # the space is (nearly) exhausted
-            taken.add(architecture)
-            picks.append(architecture)
-        return picks
 
     def _move(self, nas: NASModule, seeds: list[Architecture], want: int = 0) -> list[Architecture]:
         """Valid, unseen architectures decoded from the seeds' embeddings moved along the predictor's

@@ -11,3 +11,8 @@ from nasframe_sswp.schedule import Schedule
 from nasframe_sswp.strategy import SSWPStrategy
 
 __all__ = ["GateSample", "SSWPStrategy", "Schedule", "binary_gates", "rescale_", "single_paths"]
+
+
+def nasframe_components() -> dict[str, list[type]]:
+    """What this plugin adds (shown by ``nasframe list``)."""
+    return {"strategies": [SSWPStrategy]}

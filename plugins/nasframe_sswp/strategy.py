@@ -89,19 +89,28 @@ class SSWPStrategy(DifferentiableStrategy):
     def architecture_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
 
+    def distribution(self, nas: NASModule) -> dict[str, Any] | None:
+        """softmax(alpha) per cell and edge, named ``c<cell> <from>-><to>`` (DARTS nodes: 0, 1 the
+        cell's inputs, 2-5 its own), for the run record."""
+        distribution = super().distribution(nas)
+        if distribution is not None:
+            edges = [f"c{c} {source}->{node + 2}" for c in range(self.alpha.shape[0]) for node, source in EDGE_INDEX]
+            distribution.update(edges=edges, ops=list(OPERATIONS))
+        return distribution
+
     # ---- schedule -----------------------------------------------------------------------------
     def total(self, nas: NASModule) -> int:
         """Weight steps of the whole search (resolved once from the trainer, then kept)."""
         if self.total_steps is not None:
             return self.total_steps
         if self._resolved_total is None:
-            trainer = nas.trainer
+            limits = nas.search_limits()
             candidates = []
-            batches = trainer.num_training_batches
-            if trainer.max_epochs is not None and trainer.max_epochs > 0 and math.isfinite(batches):
-                candidates.append(int(trainer.max_epochs * batches))
-            if trainer.max_steps is not None and trainer.max_steps > 0:
-                candidates.append(self.schedule.total_within(trainer.max_steps, self._space.cells, self.architecture_every))
+            batches = limits.batches_per_epoch
+            if limits.max_epochs is not None and batches is not None and math.isfinite(batches):
+                candidates.append(int(limits.max_epochs * batches))
+            if limits.max_steps is not None:
+                candidates.append(self.schedule.total_within(limits.max_steps, self._space.cells, self.architecture_every))
             if not candidates:
                 raise NASFrameError("SSWPStrategy needs the search length: set trainer max_epochs or max_steps, "
                                     "or the strategy's total_steps")

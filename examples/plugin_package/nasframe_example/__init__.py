@@ -12,6 +12,11 @@ from nasframe_example.space import KernelChainSpace
 __all__ = ["KernelChainSpace"]
 
 
+def nasframe_components() -> dict[str, list[type]]:
+    """Declare what this package adds, by kind; `nasframe list` shows it."""
+    return {"spaces": [KernelChainSpace]}
+
+
 def nasframe_search_end(nas, architecture, export_dir: Path | None) -> None:
     """Runs once a search has decided (pluggy passes only the arguments named here)."""
     if export_dir is not None:
