@@ -22,11 +22,12 @@ def nasframe_components() -> dict[str, list[type]]:
     from nasframe.spaces.nb101 import NB101Space
     from nasframe.spaces.nb201 import NB201Space
     from nasframe.strategies import RandomSearch, RegularizedEvolution, SinglePathStrategy
+    from nasframe.strategies.optuna import OptunaSearch  # importable without Optuna; fails clearly on use
     from nasframe.tabular import NB101Benchmark, NB201Benchmark
 
     return {
         "spaces": [NB201Space, NB101Space, DARTSSpace, MBConvSpace],
-        "strategies": [SinglePathStrategy, RandomSearch, RegularizedEvolution],
+        "strategies": [SinglePathStrategy, RandomSearch, RegularizedEvolution, OptunaSearch],
         "evaluators": [TabularEvaluator, WeightSharingEvaluator],
         "objectives": [CrossEntropy, SimCLR, BYOL, Distillation],
         "exporters": [SafetensorsExporter, TorchExportExporter, OnnxExporter],

@@ -207,7 +207,8 @@ def nasframe_final_architecture(nas: SearchHost) -> Architecture:
 def nasframe_candidates_evaluated(nas: SearchHost, architectures: list[Architecture], scores: torch.Tensor) -> None:
     """Called by sample-based strategies after an evaluator scored a batch of candidates (higher is
     better, NaN where the evaluator could not score), with the same architectures and scores on
-    every rank. For observers: logging, early stopping (``nas.stop_search()``). Collecting; return
+    every rank. For observers: logging, early stopping (``nas.stop_search()``), the run record
+    (``nasframe.record.RunRecord``: one ``history.csv`` row per candidate). Collecting; return
     value ignored."""
 
 

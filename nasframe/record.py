@@ -311,8 +311,8 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
 
 def _trainer(nas: NASModule) -> Trainer | None:
     try:
-        return nas.trainer
-    except RuntimeError:  # not attached: steps driven by hand
+        return getattr(nas, "trainer", None)  # a trainer-free host (nasframe.runner) has none
+    except RuntimeError:  # a NASModule not attached to a Trainer: steps driven by hand
         return None
 
 

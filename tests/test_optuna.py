@@ -21,7 +21,6 @@ from nasframe import NASModule  # noqa: E402
 from nasframe.errors import NASFrameError  # noqa: E402
 from nasframe.evaluators import Evaluator  # noqa: E402
 from nasframe.runner import run_search  # noqa: E402
-from nasframe.spaces.architecture import Architecture  # noqa: E402
 from nasframe.spaces.base import INACTIVE, ActiveIf, CategoricalSearchSpace  # noqa: E402
 from nasframe.strategies.optuna import OptunaSearch, _hypervolume, hypervolume  # noqa: E402
 

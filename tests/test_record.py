@@ -86,6 +86,7 @@ def test_cream_records_its_board_per_epoch(tmp_path):
     assert all(r["flops"] > 0 and r["params"] > 0 for r in final)
 
 
+@pytest.mark.filterwarnings("ignore:.*ended before spending it", "ignore:Checkpoint directory .* exists and is not empty")
 def test_a_resumed_search_continues_the_history_without_duplicates(tmp_path):
     """No logger: every run writes into default_root_dir. The record a resume writes is the
     checkpoint's history plus what follows, whatever a later run had written there meanwhile."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +27,6 @@ from nasframe.hookspecs import hookimpl
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import INACTIVE
 from nasframe.spaces.capabilities import architecture_cost
-from nasframe.strategies.base import architectures_from_state, architectures_to_state
 from nasframe.strategies.sample_based import SampleBasedStrategy
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class OptunaSearch(SampleBasedStrategy):
         self.storage: Any = None  # the study's InMemoryStorage
         self._saved: dict[str, Any] | None = None  # trials loaded from a checkpoint, replayed into a new study
         self._open: dict[Architecture, list[Any]] = {}  # this step's asked trials per candidate
+        self._index_cache: dict[Architecture, int] | None = None
 
     # ---- configuration ---------------------------------------------------------------------------
     @property
@@ -242,13 +243,13 @@ class OptunaSearch(SampleBasedStrategy):
         if self.study is None:
             return list(self._saved["trials"]) if self._saved else []
         return [{"params": dict(t.params), "values": list(t.values) if t.values is not None else None,
-                 "state": t.state.name, "system_attrs": dict(t.system_attrs)}
+                 "state": t.state.name, "system_attrs": _plain(t.system_attrs)}
                 for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
 
     def _study_attrs(self) -> dict[str, Any]:
         if self.study is None:
             return dict(self._saved["study_attrs"]) if self._saved else {}
-        return dict(self.storage.get_study_system_attrs(self.storage.get_study_id_from_name(STUDY_NAME)))
+        return _plain(self.storage.get_study_system_attrs(self.storage.get_study_id_from_name(STUDY_NAME)))
 
     # ---- ask / tell --------------------------------------------------------------------------------
     def ask(self, nas: NASModule) -> list[Architecture]:
@@ -303,7 +304,7 @@ class OptunaSearch(SampleBasedStrategy):
 
     def _tell_known(self, study: Any, trial: Any, architecture: Architecture) -> None:
         index = self._index[architecture]
-        self._tell(study, trial, self._values(self.history[index][1], self.costs[index] if self.costs else None))
+        self._tell(study, trial, self._values(self.history[index][1], self.costs[index] if self.needs_cost else None))
 
     def _tell(self, study: Any, trial: Any, values: list[float] | None) -> None:
         if values is None:
@@ -317,7 +318,6 @@ class OptunaSearch(SampleBasedStrategy):
         first = len(self.history) - len(architectures)
         for offset, (architecture, score) in enumerate(zip(architectures, scores.tolist())):
             cost = self.costs[first + offset] if self.needs_cost else None
-            self._index[architecture] = first + offset
             values = self._values(float(score), cost)
             trials = self._open.pop(architecture, [])
             if not trials:  # drawn at random after max_retries duplicates: added as a finished trial
@@ -339,7 +339,7 @@ class OptunaSearch(SampleBasedStrategy):
     @property
     def _index(self) -> dict[Architecture, int]:
         """Position of each evaluated architecture in ``history``."""
-        if getattr(self, "_index_cache", None) is None or len(self._index_cache) > len(self.history):
+        if self._index_cache is None or len(self._index_cache) != len(self.history):
             self._index_cache = {a: i for i, (a, _) in enumerate(self.history)}
         return self._index_cache
 
@@ -474,6 +474,12 @@ def _check_directions(directions: Sequence[str] | None, objectives: list[str]) -
     if len(directions) != len(objectives) or set(directions) - {"maximize", "minimize"}:
         raise NASFrameError(f"OptunaSearch directions needs 'maximize' or 'minimize' for each of {objectives}, got {directions}")
     return directions
+
+
+def _plain(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A sampler's attributes as JSON values (Optuna keeps them JSON-serialisable for its databases),
+    which ``torch.load(weights_only=True)`` accepts; numpy scalars and arrays become numbers and lists."""
+    return json.loads(json.dumps(attributes, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def _args_text(args: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from torch import nn
 
 from nasframe_seminas.decoder import AttentionDecoder
 from nasframe_seminas.encoder import SequenceEncoder
+from nasframe_seminas.fast_lstm import lstm_step
 from nasframe_seminas.predictor import Predictor
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -93,10 +94,28 @@ class SemiNASModel(nn.Module):
 
     @full_precision
     @torch.no_grad()
-    def decode_moved(self, memory: torch.Tensor, gradient: torch.Tensor, step_size: float) -> torch.Tensor:
-        """Decode the token outputs moved ``step_size`` along the predictor's gradient: h' = h + eta * df/dh."""
+    def decode_moved(self, memory: torch.Tensor, gradient: torch.Tensor, step_size: float | torch.Tensor) -> torch.Tensor:
+        """Decode the token outputs moved ``step_size`` along the predictor's gradient: h' = h + eta * df/dh.
+        ``step_size``: one for all rows, or one per row (``(B,)``), so that several step sizes decode in one batch."""
+        if isinstance(step_size, torch.Tensor):
+            step_size = step_size.to(gradient.dtype).view(-1, 1, 1)
         moved = memory + step_size * gradient
-        return self.decoder.decode(moved, SequenceEncoder.pool(moved))
+        return greedy_decode(self.decoder, moved, SequenceEncoder.pool(moved))
+
+
+@torch.no_grad()
+def greedy_decode(decoder: AttentionDecoder, memory: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    """``AttentionDecoder.decode`` (the most likely valid token at each position, fed back), with each
+    LSTM timestep as a few matrix products instead of a one-step ``nn.LSTM`` call (oneDNN's per-call
+    cost dominates one timestep of a small batch)."""
+    state = decoder._state(embedding)
+    previous = torch.full((memory.shape[0],), decoder.vocabulary_size, dtype=torch.long, device=memory.device)
+    tokens = []
+    for i in range(decoder.length):
+        hidden, state = lstm_step(decoder.lstm, decoder.embedding(previous), state)
+        previous = decoder._log_probs(hidden.unsqueeze(1), memory, slice(i, i + 1)).argmax(dim=-1).squeeze(1)
+        tokens.append(previous)
+    return torch.stack(tokens, dim=1)
 
 
 def train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, targets: torch.Tensor,
@@ -130,7 +149,7 @@ def _train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: 
         loss, mse, nll = model.loss(tokens[batch], targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True)
         optimizer.step()
         last = {"loss": float(loss.detach()), "mse": float(mse.detach()), "nll": float(nll.detach())}
     model.eval()
