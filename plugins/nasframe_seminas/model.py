@@ -12,7 +12,6 @@ from torch import nn
 
 from nasframe_seminas.decoder import AttentionDecoder
 from nasframe_seminas.encoder import SequenceEncoder
-from nasframe_seminas.fast_lstm import lstm_step
 from nasframe_seminas.predictor import Predictor
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -116,6 +115,22 @@ def greedy_decode(decoder: AttentionDecoder, memory: torch.Tensor, embedding: to
         previous = decoder._log_probs(hidden.unsqueeze(1), memory, slice(i, i + 1)).argmax(dim=-1).squeeze(1)
         tokens.append(previous)
     return torch.stack(tokens, dim=1)
+
+
+@torch.no_grad()
+def lstm_step(module: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One timestep of a one-layer unidirectional ``module`` without autograd: ``x`` ``(B, I)``, ``state``
+    ``(1, B, H)`` each (PyTorch's gate order i, f, g, o); returns ``h`` ``(B, H)`` and the new state."""
+    h, c = state[0][0], state[1][0]
+    gates = torch.addmm(module.bias_ih_l0 + module.bias_hh_l0, x, module.weight_ih_l0.t())
+    gates.addmm_(h, module.weight_hh_l0.t())
+    hidden = module.hidden_size
+    activated = torch.sigmoid(gates)
+    activated[:, 2 * hidden: 3 * hidden] = torch.tanh(gates[:, 2 * hidden: 3 * hidden])
+    i, f, g, o = activated.split(hidden, dim=1)
+    c = torch.addcmul(f * c, i, g)
+    h = o * torch.tanh(c)
+    return h, (h.unsqueeze(0), c.unsqueeze(0))
 
 
 def train_steps(model: SemiNASModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, targets: torch.Tensor,
