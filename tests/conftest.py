@@ -18,6 +18,25 @@ def shared_path(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_everywhere():
+    """The suite's networks are tiny: one intra-op thread is fastest, and on a 2-core CI machine two
+    threads per process fight the subprocesses some tests start (they inherit OMP_NUM_THREADS)."""
+    import os
+
+    import torch
+
+    previous = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous[1])
+    if previous[0] is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = previous[0]
+
+
 @pytest.fixture(autouse=True)
 def _quiet_lightning(monkeypatch):
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")

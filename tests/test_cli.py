@@ -301,6 +301,7 @@ def test_ctrl_c_exits_130_after_a_clean_shutdown_without_exporting(tmp_path):
 def test_threads_from_the_config_set_torchs_thread_count(tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(2)  # the suite runs on one thread: start elsewhere so the option must change it
         main(["fit", *tiny_args(tmp_path), "--threads", "1"])
         assert torch.get_num_threads() == 1
         with pytest.raises(SystemExit) as exit_info:

@@ -20,7 +20,8 @@ def _one_thread(one_thread):
     yield
 
 
-def test_sample_based_history_and_summary(tmp_path, capsys):
+def test_sample_based_history_and_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # an earlier test's seed_everything must not count
     nas, directory = run("sample_based", tmp_path)
     assert directory == tmp_path / "lightning_logs" / "version_0"  # the CSV logger's directory, by default
     rows = read_history(directory / HISTORY)
@@ -43,7 +44,7 @@ def test_sample_based_history_and_summary(tmp_path, capsys):
     assert summary["true_accuracy"] == table.query(final)
     assert summary["metrics"]["search/evaluated"] == 24 and summary["export_dir"] == str(tmp_path / "export")
     assert all(summary["versions"][name] for name in ("nasframe", "torch", "lightning", "lightly"))
-    assert summary["seed"] is None and summary["strategy_seed"] == 4  # no seed_everything in this test
+    assert summary["seed"] is None and summary["strategy_seed"] == 4  # no global seed set for this test
     assert summary["strategy"] == "RegularizedEvolution" and summary["wall_time_s"] > 0
     assert summary["history"] == {"file": HISTORY, "rows": 24, "kinds": ["candidate"]}
     out = capsys.readouterr().out  # the summary is the result: on stdout, with where the record is
