@@ -202,3 +202,54 @@ def test_rank_targets_are_an_opt_in_and_keep_the_prefix_property():
     short, long = (SemiNAS(CountConvolutions(), budget=b, seed=6, targets="rank", **TINY) for b in (11, 17))
     run_search(space, short), run_search(space, long)
     assert [a for a, _ in short.history] == [a for a, _ in long.history[:11]]
+
+
+# ---- the cheaper computation: the same proposals ---------------------------------------------------------
+def test_greedy_decode_equals_the_decoders_own_step_by_step_decode():
+    from nasframe_seminas.encoder import SequenceEncoder
+    from nasframe_seminas.model import greedy_decode
+
+    torch.manual_seed(2)
+    space = NB201Space()
+    model = SemiNASModel.for_space(space, hidden_size=16).eval()
+    tokens = torch.tensor([space.encode(space.sample(torch.Generator().manual_seed(s)), kind="tokens") for s in range(32)])
+    memory, gradient = model.gradients(tokens)
+    for eta in (0.0, 1.0, 30.0):
+        moved = memory + eta * gradient
+        assert torch.equal(greedy_decode(model.decoder, moved, SequenceEncoder.pool(moved)),
+                           model.decoder.decode(moved, SequenceEncoder.pool(moved)))
+    # several step sizes in one batch decode as each alone
+    etas = torch.tensor([0.5, 4.0])
+    both = model.decode_moved(memory.repeat(2, 1, 1), gradient.repeat(2, 1, 1), etas.repeat_interleave(len(tokens)))
+    assert torch.equal(both, torch.cat([model.decode_moved(memory, gradient, float(eta)) for eta in etas]))
+
+
+def test_move_in_batches_of_step_sizes_finds_what_one_step_size_at_a_time_finds(monkeypatch):
+    import nasframe_seminas.strategy as module
+
+    space = NB201Space()
+    strategy = SemiNAS(CountConvolutions(), budget=12, seed=4, **TINY)
+    run_search(space, strategy)
+    nas = SearchRunner(space, strategy)
+    seeds = [a for a, _ in sorted(strategy.history, key=lambda t: -t[1])[:4]]
+    batched = [strategy._move(nas, seeds, want) for want in (0, 6)]
+    monkeypatch.setattr(module, "MOVE_CHUNK", 1)
+    assert [strategy._move(nas, seeds, want) for want in (0, 6)] == batched
+
+
+def test_the_model_works_on_one_cpu_thread_and_restores_the_count():
+    space = NB201Space()
+    model = SemiNASModel.for_space(space, hidden_size=16)
+    seen = []
+    original = model.predictor.forward
+    model.predictor.forward = lambda embedding: (seen.append(torch.get_num_threads()), original(embedding))[1]
+    tokens = torch.tensor([space.encode(space.sample(torch.Generator().manual_seed(s)), kind="tokens") for s in range(8)])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.predict(tokens)
+        train_steps(model, torch.optim.Adam(model.parameters()), tokens, torch.zeros(8), 2, 4, torch.Generator().manual_seed(0))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}

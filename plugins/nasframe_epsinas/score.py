@@ -60,6 +60,8 @@ __all__ = ["DTYPES", "ORDERINGS", "EpsinasScorer", "EpsinasScores", "check_optio
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ORDERINGS = ("float32_first", "score")
+# scores below these are rounding noise (float32: 2**-23 per operation, accumulated over a deep network)
+DEGENERATE_BELOW = {"float64": 1e-10, "float32": 1e-5}
 FLOAT32_MIN_EXPONENT = -126  # float32's smallest normal number is 2**-126
 
 
@@ -308,9 +310,9 @@ class EpsinasScorer:
             (an exact identity for constant weights; one pooling kernel instead of im2col + GEMM), and
             average pooling as the same box sums divided by the window's count.
         degenerate_below: a score below this is within rounding of zero and reported as degenerate
-            (NaN), not ranked. ``None``: 1000 units of roundoff of ``dtype`` (2.2e-13 in float64,
-            1.2e-4 in float32); NAS-Bench-101 gives ~1e-16 for architectures whose two normalised
-            outputs are equal, while real scores are above 1e-3.
+            (NaN), not ranked. ``None``: ``DEGENERATE_BELOW[dtype]`` (1e-10 in float64, 1e-5 in float32).
+            Measured: NAS-Bench-101's degenerate scores (two normalised outputs equal) lie between
+            1e-16 and 1e-14 in float64, its real ones above 1e-2; NAS-Bench-201's smallest seen ~2e-4.
         share: on NAS-Bench-201 (supernet, ``rescale_at`` as given), ``score_many``/``measure`` share
             work between architectures (``nasframe_epsinas.shared``): equal cells are scored once, equal
             operations on equal inputs run once, and the first cell's node tensors are kept across
@@ -329,7 +331,7 @@ class EpsinasScorer:
         self.flush_denormal = flush_denormal
         self.box_sums = box_sums
         self.rescale_at = rescale_at
-        self.degenerate_below = (1000 * torch.finfo(self.dtype).eps) if degenerate_below is None else float(degenerate_below)
+        self.degenerate_below = DEGENERATE_BELOW[dtype] if degenerate_below is None else float(degenerate_below)
         self._groups = None
         if width is not None and _is_nb101(space):
             from nasframe_epsinas.nb101 import NB101Groups

@@ -31,7 +31,9 @@ class SemiNAS(SampleBasedStrategy):
     embeddings of the ``top_k`` best evaluated or pseudo-labelled architectures along the
     predictor's gradient with a growing step, collecting the valid, unseen architectures they decode
     into, and propose the ones the predictor likes best. The first step proposes ``initial`` random
-    architectures. The final architecture is the best evaluated one.
+    architectures. The final architecture is the best evaluated one. On a CPU the model always works
+    on one intra-op thread (``model.one_cpu_thread``); its updates are three quarters of a search's
+    time on a table.
 
     Sizes do not depend on ``budget``, so a run is a prefix of any longer run with the same seed
     (a budget-B run returns the best of the first B evaluations of a longer one). Defaults follow
