@@ -34,7 +34,7 @@ from nasframe.plugins import NASPluginManager, make_plugin_manager, search_compo
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
 from nasframe.spaces.capabilities import provided
-from nasframe.step import SearchStep, split_batch
+from nasframe.step import SearchStep, new_step, split_batch
 from nasframe.strategies.base import SearchStrategy
 
 __all__ = ["NASModule", "SearchStep"]
@@ -133,10 +133,7 @@ class NASModule(LightningModule):
 
     # ---- helpers for strategies ---------------------------------------------------------------
     def new_step(self, batch: Any, architecture: Any, stage: str = "train", network: nn.Module | None = None) -> SearchStep:
-        network = network if network is not None else self.supernet
-        if network is None:
-            raise NASFrameError("this search has no supernet; pass the network to evaluate explicitly")
-        return SearchStep(batch, architecture, network, stage)
+        return new_step(self.supernet, batch, architecture, stage, network)
 
     def compute_loss(self, step: SearchStep, log: bool = True) -> torch.Tensor:
         """Sum the objectives' weighted loss terms for ``step`` and log each as ``<stage>/<name>``

@@ -31,7 +31,7 @@ from nasframe.objectives import CrossEntropy
 from nasframe.plugins import NASPluginManager, make_plugin_manager, search_components
 from nasframe.spaces.architecture import Architecture
 from nasframe.spaces.base import SearchSpace
-from nasframe.step import SearchStep
+from nasframe.step import SearchStep, new_step
 from nasframe.strategies.base import SearchStrategy
 
 __all__ = ["SearchRunner", "run_search"]
@@ -158,10 +158,7 @@ class SearchRunner:
         return SearchLimits(None, 1, float(self._max_steps))
 
     def new_step(self, batch: Any, architecture: Any, stage: str = "train", network: nn.Module | None = None) -> SearchStep:
-        network = network if network is not None else self.supernet
-        if network is None:
-            raise NASFrameError("this search has no supernet; pass the network to evaluate explicitly")
-        return SearchStep(batch, architecture, network, stage)
+        return new_step(self.supernet, batch, architecture, stage, network)
 
     def compute_loss(self, step: SearchStep, log: bool = True) -> torch.Tensor:
         terms, total = weighted_loss_terms(self.plugin_manager, step)

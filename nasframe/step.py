@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasframe.errors import DataError
+from nasframe.errors import DataError, NASFrameError
 
 
 def split_batch(batch: Any) -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -103,3 +103,13 @@ class SearchStep:
         if view not in self._logits:
             self._logits[view] = self.network.forward_head(self.features(view)).float()
         return self._logits[view]
+
+
+def new_step(supernet: nn.Module | None, batch: Any, architecture: Any, stage: str = "train",
+             network: nn.Module | None = None) -> SearchStep:
+    """A ``SearchStep`` of ``batch`` through ``network``, by default the search's ``supernet``: what a
+    host's ``new_step`` returns (``NASModule`` and the trainer-free ``SearchRunner`` alike)."""
+    network = network if network is not None else supernet
+    if network is None:
+        raise NASFrameError("this search has no supernet; pass the network to evaluate explicitly")
+    return SearchStep(batch, architecture, network, stage)
