@@ -6,7 +6,9 @@ Runs ``benchmarks/sswp_cifar10.py --gpu`` and then ``benchmarks/cream_cifar10.py
 ``--help`` lists what ``--gpu`` sets), each in its own process group with a hard limit of
 ``--minutes`` (8) minutes. A run past its limit is killed with all its workers and reported as cut,
 never as a result. Their output is shown as it comes. The JSON holds the GPU's name, each command,
-its exit status, wall time, the last lines of its output and the JSON it wrote. Exit status 0 only
+its exit status, wall time, the last lines of its output and the JSON it wrote. ``--parallel`` starts
+them together (where one device session has time for one command only); each wall time is then an
+upper bound of its time alone. Exit status 0 only
 when both runs completed with status 0 (Cream's exits 1 after writing its results when its interval
 is too wide to decide its target; that is recorded as such).
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -41,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=8.0, help="hard limit of each benchmark")
     parser.add_argument("--benchmarks", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS))
+    parser.add_argument("--parallel", action="store_true",
+                        help="start the benchmarks together (one GPU, the CPU cores shared): their wall times are then "
+                             "upper bounds of what each takes alone")
     parser.add_argument("--allow-busy", action="store_true",
                         help=f"start even when the 1-minute load average is >= {BUSY_LOAD}")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "gpu_oneshot.json"))
@@ -100,10 +106,15 @@ def main() -> int:
         raise SystemExit(f"gpu_oneshot: 1-minute load average {load[0]:.2f} >= {BUSY_LOAD}; wait, or pass --allow-busy")
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_oneshot_") as tmp:
-        runs = {name: run_benchmark(name, args.minutes, Path(tmp)) for name in args.benchmarks}
+        if args.parallel:
+            with ThreadPoolExecutor(len(args.benchmarks)) as pool:
+                futures = {name: pool.submit(run_benchmark, name, args.minutes, Path(tmp)) for name in args.benchmarks}
+                runs = {name: future.result() for name, future in futures.items()}
+        else:
+            runs = {name: run_benchmark(name, args.minutes, Path(tmp)) for name in args.benchmarks}
     payload = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
                "cpu_count": os.cpu_count(), "load_average_start": list(load), "allow_busy": args.allow_busy,
-               "minutes_limit": args.minutes, "benchmarks": runs, "wall_seconds": round(time.perf_counter() - began, 1)}
+               "minutes_limit": args.minutes, "parallel": args.parallel, "benchmarks": runs, "wall_seconds": round(time.perf_counter() - began, 1)}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=output.parent, prefix=f".{output.name}.", suffix=".tmp", delete=False) as f:
