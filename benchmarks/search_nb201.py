@@ -44,6 +44,7 @@ EXTRA = ("seminas_rank",)  # opt-in (--strategies): SemiNAS with its non-paper r
 LABELS = {"random": "random search", "evolution": "regularized evolution", "seminas": "SemiNAS",
           "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)", "seminas_rank": "SemiNAS, rank targets (not in paper)",
           "tpe": "TPE (Optuna)", "nsga2": "NSGA-II (Optuna), accuracy vs FLOPs"}
+BUSY_LOAD = 1.5
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 _BENCHMARK = None
@@ -192,6 +193,27 @@ def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def compare(results: list[dict[str, Any]], datasets: list[str], budgets: list[int], first: str, second: str) -> list[dict[str, Any]]:
+    """``first`` minus ``second`` at each budget: the difference of the mean true accuracies with a
+    Welch 95% interval (the strategies' seeds are independent runs, so the comparison is unpaired)."""
+    from scipy import stats
+
+    rows = []
+    for dataset in datasets:
+        for budget in budgets:
+            a = [r["accuracy"][str(budget)] for r in results if (r["dataset"], r["strategy"]) == (dataset, first)]
+            b = [r["accuracy"][str(budget)] for r in results if (r["dataset"], r["strategy"]) == (dataset, second)]
+            if len(a) < 2 or len(b) < 2:
+                continue
+            test = stats.ttest_ind(a, b, equal_var=False)
+            low, high = test.confidence_interval(0.95)
+            verdict = (f"{first} ahead" if low > 0 else f"{second} ahead" if high < 0 else "no difference resolved")
+            rows.append({"dataset": dataset, "budget": budget, "difference": statistics.fmean(a) - statistics.fmean(b),
+                         "low": float(low), "high": float(high), "p": float(test.pvalue), "seeds": min(len(a), len(b)),
+                         "verdict": verdict})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30)
@@ -203,7 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_nb201.json"))
     parser.add_argument("--verify", action="store_true", help="re-run seed 0 at each budget separately and compare")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help=f"start even when the 1-minute load average is >= {BUSY_LOAD} (the per-run seconds are then no timing)")
     args = parser.parse_args(argv)
+    start_load = os.getloadavg()
+    if start_load[0] >= BUSY_LOAD and not args.allow_busy:
+        sys.exit(f"1-minute load average {start_load[0]:.2f} >= {BUSY_LOAD}: wait for a quiet machine, or pass --allow-busy")
     if not Path(args.table).is_file():
         sys.exit(f"NAS-Bench-201 table {args.table!r} not found; pass --table")
     budgets = sorted(set(args.budgets))
@@ -235,11 +262,20 @@ def main(argv: list[str] | None = None) -> None:
         prefix = next(r for r in results if (r["dataset"], r["strategy"], r["seed"]) == (check["dataset"], check["strategy"], 0))
         if any(not math.isclose(prefix["accuracy"][b], v) for b, v in check["separate"].items()):
             mismatches.append(check)
+    comparisons = compare(results, args.datasets, budgets, "seminas", "tpe") if {"seminas", "tpe"} <= set(args.strategies) else []
+    for c in comparisons:
+        print(f"SemiNAS - TPE, {c['dataset']} @{c['budget']}: {c['difference']:+.3f} points, 95% CI "
+              f"[{c['low']:+.3f}, {c['high']:+.3f}] (Welch, {c['seeds']} seeds each): {c['verdict']}")
     if args.verify:
         print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
-    out.write_text(json.dumps({"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM, "summary": summary,
+    payload = {"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM, "summary": summary,
                                "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
-                               "seconds": time.perf_counter() - start}, indent=1))
+                               "seminas_vs_tpe": comparisons, "workers": args.workers, "cpu_count": os.cpu_count(),
+                               "load_average_at_start": list(start_load), "load_average_at_end": list(os.getloadavg()),
+                               "seconds": time.perf_counter() - start}
+    temporary = out.with_name(f".{out.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=1))
+    os.replace(temporary, out)
     plot(summary, budgets, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')} in {time.perf_counter() - start:.0f} s")
 
