@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--final-rescore", action=argparse.BooleanOptionalAction, default=True,
                         help="both: re-measure the board (leaderboard) on training images before picking the final path")
     parser.add_argument("--final-score-images", type=int, default=1024, help="both: images of the final re-measurement")
+    parser.add_argument("--spos-from", default=None, metavar="JSON",
+                        help="reuse the SPOS arms of an earlier run's JSON instead of training them again (its SPOS "
+                             "settings, seeds' random paths and evaluation images must equal this run's, else it stops): "
+                             "a Cream-only setting (warm-up, meta lr, KD temperature, ...) then costs only the Cream searches")
     parser.add_argument("--save-supernets", default=None, help="directory to save the trained supernets in")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per worker")
     parser.add_argument("--workers", type=int, default=2, help="searches and stand-alone trainings run in this many processes")
@@ -468,6 +472,32 @@ def report(args: argparse.Namespace, arms: dict[int, dict[str, dict[str, Any]]],
 
 
 # ---- driver ----------------------------------------------------------------------------------------------
+# what the SPOS arm depends on: an earlier run's SPOS results stand in for this run's only when these agree
+SPOS_SETTINGS = ("data", "held_out", "epochs", "stage_layers", "weight_sharing", "batch_size", "lr", "flops_range", "paths",
+                 "recalibration_batches", "limit_train", "board_size", "final_rescore", "final_score_images", "threads")
+
+
+def reused_spos_arms(args: argparse.Namespace, paths: dict[int, list[str]]) -> dict[int, dict[str, Any]]:
+    """The SPOS arms of ``--spos-from`` for this run's seeds, after checking that they measured the same thing."""
+    try:
+        earlier = json.loads(Path(args.spos_from).read_text())
+        config, per_seed, earlier_paths = earlier["config"], earlier["per_seed"], earlier["random_paths"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(f"--spos-from {args.spos_from!r}: not a cream_cifar10.py result ({error})") from None
+    differ = [f"{k}: {config.get(k)!r} there, {getattr(args, k)!r} here" for k in SPOS_SETTINGS
+              if json.dumps(config.get(k)) != json.dumps(getattr(args, k))]
+    if earlier.get("hold_out_seed") != HOLD_OUT_SEED:
+        differ.append("its held-out images (hold-out seed)")
+    missing = [s for s in args.seeds if str(s) not in per_seed or "spos" not in per_seed[str(s)]]
+    if missing:
+        differ.append(f"no SPOS arm for seeds {missing}")
+    differ += [f"seed {s}'s random paths" for s in args.seeds if s not in missing and earlier_paths.get(str(s)) != paths[s]]
+    if differ:
+        raise SystemExit(f"--spos-from {args.spos_from!r} measured something else; SPOS must run again. Differences: "
+                         + "; ".join(differ))
+    return {s: per_seed[str(s)]["spos"] for s in args.seeds}
+
+
 def run_all(args: argparse.Namespace, paths: dict[int, list[str]], ranked: list[str]) -> dict[str, Any]:
     """Every search and stand-alone training, in ``--workers`` processes.
 
@@ -477,9 +507,16 @@ def run_all(args: argparse.Namespace, paths: dict[int, list[str]], ranked: list[
     first = args.seeds[0]
     done_tasks: dict[str, Any] = {"arms": {seed: {} for seed in args.seeds}, "standalone": [None] * len(ranked),
                                   "final_standalone": {}, "standalone_cpu_per_step": []}
+    kinds = ("cream", "spos")
+    if args.spos_from:
+        for seed, arm in reused_spos_arms(args, paths).items():
+            done_tasks["arms"][seed]["spos"] = {**arm, "reused_from": args.spos_from}
+        kinds = ("cream",)
+        if not args.no_final_standalone:
+            raise SystemExit("--spos-from: pass --no-final-standalone (the reused SPOS final path is not trained again)")
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(run_arm, args, seed, kind, paths[seed]): ("arm", seed, kind)
-                   for kind in ("cream", "spos") for seed in args.seeds}
+                   for kind in kinds for seed in args.seeds}
         pending.update({pool.submit(run_standalone, args, first, path): ("ranked", i, path) for i, path in enumerate(ranked)})
         try:
             while pending:

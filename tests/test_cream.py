@@ -376,3 +376,38 @@ def test_cifar10_config_runs_a_few_steps(tmp_path):
           "--data.init_args.path", str(ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_partial.npz"),
           "--model.init_args.export_dir", str(tmp_path / "export")])
     assert (tmp_path / "export" / "model.safetensors").is_file()
+
+
+def _cream_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cream_benchmark", ROOT / "benchmarks" / "cream_cifar10.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_reuses_spos_arms_only_when_they_measured_the_same(tmp_path):
+    """``cream_cifar10.py --spos-from`` stands in an earlier run's SPOS arms for a Cream-only change,
+    and refuses a run whose SPOS settings, paths or seeds differ (a silent reuse would pair unlike arms)."""
+    bench = _cream_benchmark()
+    args = bench.parse_args(["--seeds", "0", "1", "--kd-temperature", "4", "--no-final-standalone",
+                             "--spos-from", str(tmp_path / "earlier.json")])
+    paths = {0: ["a", "b"], 1: ["c", "d"]}
+    earlier_config = {**vars(bench.parse_args(["--seeds", "0", "1"]))}  # Cream settings differ, SPOS's agree
+    earlier = {"config": earlier_config, "hold_out_seed": bench.HOLD_OUT_SEED, "random_paths": {"0": ["a", "b"], "1": ["c", "d"]},
+               "per_seed": {"0": {"spos": {"inherited": [1.0, 2.0]}}, "1": {"spos": {"inherited": [3.0, 4.0]}}}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    assert bench.reused_spos_arms(args, paths) == {0: {"inherited": [1.0, 2.0]}, 1: {"inherited": [3.0, 4.0]}}
+
+    for change, named in [({"config": {**earlier_config, "epochs": 3}}, "epochs"),
+                          ({"random_paths": {"0": ["a", "x"], "1": ["c", "d"]}}, "seed 0's random paths"),
+                          ({"per_seed": {"0": earlier["per_seed"]["0"]}}, "no SPOS arm for seeds [1]"),
+                          ({"hold_out_seed": 1}, "held-out images")]:
+        (tmp_path / "earlier.json").write_text(json.dumps({**earlier, **change}))
+        with pytest.raises(SystemExit, match="measured something else") as refused:
+            bench.reused_spos_arms(args, paths)
+        assert named in str(refused.value)
+    (tmp_path / "earlier.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="not a cream_cifar10.py result"):
+        bench.reused_spos_arms(args, paths)
