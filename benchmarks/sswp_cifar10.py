@@ -354,8 +354,11 @@ def run_tasks(tasks: list[Task], workers: int, threads: int, done: Callable[[str
                     results[name] = future.result()
                     done(name, results[name])
         except BaseException:
+            # the other runs are worthless now; do not wait minutes for them. SIGKILL: after terminate()
+            # a worker that had run a Trainer stayed alive (Lightning handles SIGTERM) and the pool's
+            # shutdown waited on it until the outer time limit
             for child in multiprocessing.active_children():
-                child.terminate()  # the other runs are worthless now; do not wait minutes for them
+                child.kill()
             raise
     return results
 
