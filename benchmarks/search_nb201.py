@@ -268,11 +268,11 @@ def main(argv: list[str] | None = None) -> None:
               f"[{c['low']:+.3f}, {c['high']:+.3f}] (Welch, {c['seeds']} seeds each): {c['verdict']}")
     if args.verify:
         print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
-    payload = {"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM, "summary": summary,
-                               "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
-                               "seminas_vs_tpe": comparisons, "workers": args.workers, "cpu_count": os.cpu_count(),
-                               "load_average_at_start": list(start_load), "load_average_at_end": list(os.getloadavg()),
-                               "seconds": time.perf_counter() - start}
+    payload = {"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM,
+               "summary": summary, "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
+               "seminas_vs_tpe": comparisons, "workers": args.workers, "cpu_count": os.cpu_count(),
+               "load_average_at_start": list(start_load), "load_average_at_end": list(os.getloadavg()),
+               "seconds": time.perf_counter() - start}
     temporary = out.with_name(f".{out.name}.tmp")
     temporary.write_text(json.dumps(payload, indent=1))
     os.replace(temporary, out)
