@@ -81,6 +81,13 @@ class SearchSpace(ABC):
     @abstractmethod
     def sample(self, generator: torch.Generator) -> Architecture: ...
 
+    def sample_many(self, count: int, generator: torch.Generator) -> list[Architecture]:
+        """``count`` independent draws of ``sample`` (duplicates possible). Not a hook: strategies
+        that need large pools call it (``SampleBasedStrategy.sample_unseen(batched=True)``) only
+        when no other plugin overrides ``nasframe_sample_architecture``. Override it to draw many at
+        once; the draws must follow ``sample``'s distribution, not its random stream."""
+        return [self.sample(generator) for _ in range(count)]
+
     @hookimpl(specname="nasframe_mutate_architecture")
     @abstractmethod
     def mutate(self, architecture: Architecture, generator: torch.Generator) -> Architecture: ...
@@ -265,6 +272,24 @@ class CategoricalSearchSpace(SearchSpace):
             picks.append(allowed[int(torch.randint(len(allowed), (), generator=generator))] if active else INACTIVE)
         return Architecture(self.name, tuple(picks))
 
+    def sample_many(self, count: int, generator: torch.Generator) -> list[Architecture]:
+        """Every position drawn for all ``count`` rows at once (a few tensor draws instead of one per
+        choice); a conditional position's draw is dropped where it is inactive, so each active one
+        stays uniform given the earlier ones, as in ``sample``."""
+        positions, conditions = self.position_choices(), self._conditions()
+        columns = [[allowed[k] for k in torch.randint(len(allowed), (count,), generator=generator).tolist()]
+                   for allowed in positions]
+        rows = zip(*columns) if columns else ((),) * count
+        if not conditions:
+            return [Architecture(self.name, row) for row in rows]
+        sampled = []
+        for row in rows:
+            picks: list[str] = []
+            for i, choice in enumerate(row):
+                picks.append(choice if _holds(conditions.get(i, ()), picks) else INACTIVE)
+            sampled.append(Architecture(self.name, tuple(picks)))
+        return sampled
+
     def mutate(self, architecture: Architecture, generator: torch.Generator) -> Architecture:
         positions, conditions = self.position_choices(), self._conditions()
         choices = list(architecture.choices)
@@ -288,8 +313,21 @@ class CategoricalSearchSpace(SearchSpace):
         return [(*allowed, INACTIVE) if i in conditions else allowed for i, allowed in enumerate(self.position_choices())]
 
     def to_tokens(self, architecture: Architecture) -> list[int]:
-        positions = self.token_choices()
-        return [self.token_offset(i) + list(positions[i]).index(c) for i, c in enumerate(architecture.choices)]
+        ids = self._token_ids
+        try:
+            if len(architecture.choices) == len(ids):
+                return [ids[i][c] for i, c in enumerate(architecture.choices)]
+        except KeyError:
+            pass
+        self.validate(architecture)  # names what is wrong
+        raise ArchitectureError(f"{architecture!r} has no token view in space {self.name!r}")
+
+    @functools.cached_property
+    def _token_ids(self) -> list[dict[str, int]]:
+        """Per position, choice name -> global token id. A predictor-based search encodes thousands
+        of architectures per step, so the lookup is built once (a space's choices are fixed)."""
+        return [{choice: self.token_offset(i) + k for k, choice in enumerate(choices)}
+                for i, choices in enumerate(self.token_choices())]
 
     def from_tokens(self, tokens: Sequence[int]) -> Architecture:
         positions = self.token_choices()

@@ -67,12 +67,28 @@ class SampleBasedStrategy(SearchStrategy):
         """Learn from the scores (already appended to ``history``)."""
 
     def sample_unseen(self, nas: NASModule, count: int, tries: int = 1000,
-                      exclude: Collection[Architecture] = ()) -> list[Architecture]:
+                      exclude: Collection[Architecture] = (), batched: bool = False) -> list[Architecture]:
         """Up to ``count`` distinct random architectures neither evaluated yet nor in ``exclude``
         (fewer when ``tries`` samples in a row miss: the space is nearly exhausted). Draws from
-        ``self.generator`` only."""
+        ``self.generator`` only.
+
+        ``batched=True`` (for pools of hundreds or thousands): draw through the space's
+        ``sample_many``, a different random stream from the same distribution, unless another
+        plugin overrides ``nasframe_sample_architecture``, which is then called one at a time."""
         picks: dict[Architecture, None] = {}
         exclude = exclude if isinstance(exclude, (set, frozenset, dict)) else set(exclude)
+        if batched and _space_samples_alone(nas):
+            misses = 0
+            while len(picks) < count and misses < tries:
+                for architecture in nas.search_space.sample_many(count - len(picks), self.generator):
+                    if architecture in self.seen or architecture in picks or architecture in exclude:
+                        misses += 1
+                        if misses >= tries:
+                            break
+                    else:
+                        picks[architecture] = None
+                        misses = 0
+            return list(picks)
         for _ in range(count):
             for _ in range(tries):
                 architecture = nas.hook.nasframe_sample_architecture(generator=self.generator)
@@ -142,3 +158,9 @@ class SampleBasedStrategy(SearchStrategy):
         self.seen = {a for a, _ in self.history}
         self.evaluator.queried.update(self.seen)
         self.evaluator.load_state(state.get("evaluator", {}))
+
+
+def _space_samples_alone(nas: NASModule) -> bool:
+    """Whether the search space's own ``sample`` is the only ``nasframe_sample_architecture``."""
+    space = getattr(nas, "search_space", None)
+    return space is not None and all(impl.plugin is space for impl in nas.hook.nasframe_sample_architecture.get_hookimpls())

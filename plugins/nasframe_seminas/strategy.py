@@ -165,7 +165,7 @@ class SemiNAS(SampleBasedStrategy):
         if self.targets == "rank":
             ranks = raw.argsort(stable=True).argsort(stable=True).double()
             targets = torch.distributions.Normal(0.0, 1.0).icdf((ranks + 0.5) / len(raw)).float()
-        pool = self.sample_unseen(nas, self.unlabelled)
+        pool = self.sample_unseen(nas, self.unlabelled, batched=True)
         pool_tokens = self.tokens(nas, pool)
         optimizer = nas.raw_optimizer("predictor")  # its many updates are one search step (counted in search_step)
         pseudo = semi_supervised_fit(self.model, optimizer, self.tokens(nas, [a for a, _ in labelled]), targets,
@@ -185,7 +185,7 @@ class SemiNAS(SampleBasedStrategy):
             # ablation ranks as many candidates as SemiNAS does.
             taken = set(picks)
             candidates = [a for a in pool if a not in taken]
-            candidates += self.sample_unseen(nas, max(self.fill_pool - len(candidates), 0), exclude=taken | set(candidates))
+            candidates += self.sample_unseen(nas, max(self.fill_pool - len(candidates), 0), exclude=taken | set(candidates), batched=True)
             extra = self._rank(nas, candidates)[: size - len(picks)]
             self.counts["filled"] += max(min(len(extra), want - len(picks)), 0)
             picks += extra
