@@ -40,9 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_test_accuracy.csv"
 OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51}
 STRATEGIES = ("random", "evolution", "seminas", "seminas_m0", "tpe", "nsga2")
-EXTRA = ("seminas_rank",)  # opt-in (--strategies): SemiNAS with its non-paper rank targets
+EXTRA = ("seminas_rank", "seminas_previous")  # opt-in (--strategies): SemiNAS with its non-paper rank targets; its previous defaults
+# SemiNAS's defaults before the cheaper model (hidden width 64, 20 + 20 updates of 64 per iteration):
+# `--strategies seminas seminas_previous` measures what the change costs in accuracy and time
+PREVIOUS_SEMINAS = {"hidden_size": 64, "mlp_layers": (64,), "steps": 20, "pseudo_steps": 20, "batch_size": 64}
 LABELS = {"random": "random search", "evolution": "regularized evolution", "seminas": "SemiNAS",
           "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)", "seminas_rank": "SemiNAS, rank targets (not in paper)",
+          "seminas_previous": "SemiNAS, previous defaults (width 64)",
           "tpe": "TPE (Optuna)", "nsga2": "NSGA-II (Optuna), accuracy vs FLOPs"}
 BUSY_LOAD = 1.5
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -61,6 +65,8 @@ def _init_worker(table: str) -> None:
     from nasframe.spaces.nb201 import NB201Space
     _SPACE = NB201Space()
     _SPACE.cost_cache_size = 15625  # every NB-201 cell
+    import nasframe.runner  # noqa: F401  (imported here, so that no run's time includes imports)
+    import nasframe_seminas  # noqa: F401
 
 
 def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
@@ -81,6 +87,8 @@ def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
         return SemiNAS(evaluator, budget=budget, unlabelled=0, seed=seed)
     if name == "seminas_rank":
         return SemiNAS(evaluator, budget=budget, targets="rank", seed=seed)
+    if name == "seminas_previous":
+        return SemiNAS(evaluator, budget=budget, seed=seed, **PREVIOUS_SEMINAS)
     if name in ("tpe", "nsga2"):
         from nasframe.strategies.optuna import OptunaSearch
     if name == "tpe":  # Optuna's defaults: 10 random startup trials, then TPE
@@ -107,10 +115,10 @@ def run_one(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
 
     dataset, name, seed, budgets = task
     metric = f"{dataset}_test_acc"
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     strategy = make_strategy(name, metric, max(budgets), seed)
     final = run_search(_SPACE, strategy)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     assert final == strategy.best()
     accuracy, volume = {}, {}
     for budget in budgets:
@@ -118,7 +126,7 @@ def run_one(task: tuple[str, str, int, list[int]]) -> dict[str, Any]:
         accuracy[str(budget)] = _BENCHMARK.query(answer, metric)
         volume[str(budget)] = front_hypervolume(strategy.history[:budget])
     result = {"dataset": dataset, "strategy": name, "seed": seed, "accuracy": accuracy, "hypervolume": volume,
-              "seconds": seconds, "queries": len(strategy.history)}
+              "seconds": seconds, "cpu_seconds": cpu_seconds, "queries": len(strategy.history)}
     if hasattr(strategy, "counts"):
         result["counts"] = dict(strategy.counts)
     return result
@@ -152,6 +160,7 @@ def summarize(results: list[dict[str, Any]], datasets: list[str], strategies: li
                     "hit_optimum": sum(v >= OPTIMUM[dataset] - 0.005 for v in values),
                     "hypervolume": statistics.mean(volumes), "hypervolume_std": statistics.pstdev(volumes)}
             summary[dataset][name]["seconds_per_run"] = statistics.mean(r["seconds"] for r in rows)
+            summary[dataset][name]["cpu_seconds_per_run"] = statistics.mean(r.get("cpu_seconds", math.nan) for r in rows)
     return summary
 
 
@@ -159,16 +168,16 @@ def print_table(summary: dict[str, Any], budgets: list[int]) -> None:
     for dataset, by_strategy in summary.items():
         print(f"\nNAS-Bench-201 {dataset}: true test accuracy (%) of the returned architecture, mean +- std "
               f"(optimum {OPTIMUM[dataset]})")
-        print(f"{'strategy':34}" + "".join(f"{b:>17}" for b in budgets) + f"{'s/run':>8}")
+        print(f"{'strategy':38}" + "".join(f"{b:>17}" for b in budgets) + f"{'s/run':>8}{'CPU s':>8}")
         for name, by_budget in by_strategy.items():
             cells = "".join(f"{by_budget[str(b)]['mean']:>10.2f} +-{by_budget[str(b)]['std']:5.2f}" for b in budgets)
-            print(f"{LABELS[name]:34}{cells}{by_budget['seconds_per_run']:8.1f}")
+            print(f"{LABELS[name]:38}{cells}{by_budget['seconds_per_run']:8.2f}{by_budget['cpu_seconds_per_run']:8.2f}")
         print(f"\nNAS-Bench-201 {dataset}: hypervolume of the evaluated architectures' accuracy/FLOPs front "
               "(fraction of the reference box), mean +- std")
-        print(f"{'strategy':34}" + "".join(f"{b:>17}" for b in budgets))
+        print(f"{'strategy':38}" + "".join(f"{b:>17}" for b in budgets))
         for name, by_budget in by_strategy.items():
             cells = "".join(f"{by_budget[str(b)]['hypervolume']:>10.4f} +-{by_budget[str(b)]['hypervolume_std']:.4f}" for b in budgets)
-            print(f"{LABELS[name]:34}{cells}")
+            print(f"{LABELS[name]:38}{cells}")
 
 
 def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:
@@ -262,15 +271,20 @@ def main(argv: list[str] | None = None) -> None:
         prefix = next(r for r in results if (r["dataset"], r["strategy"], r["seed"]) == (check["dataset"], check["strategy"], 0))
         if any(not math.isclose(prefix["accuracy"][b], v) for b, v in check["separate"].items()):
             mismatches.append(check)
-    comparisons = compare(results, args.datasets, budgets, "seminas", "tpe") if {"seminas", "tpe"} <= set(args.strategies) else []
-    for c in comparisons:
-        print(f"SemiNAS - TPE, {c['dataset']} @{c['budget']}: {c['difference']:+.3f} points, 95% CI "
-              f"[{c['low']:+.3f}, {c['high']:+.3f}] (Welch, {c['seeds']} seeds each): {c['verdict']}")
+    pairs = {"seminas_vs_tpe": ("seminas", "tpe"), "seminas_vs_previous": ("seminas", "seminas_previous")}
+    comparisons = {key: compare(results, args.datasets, budgets, first, second)
+                   for key, (first, second) in pairs.items() if {first, second} <= set(args.strategies)}
+    for key, rows in comparisons.items():
+        first, second = pairs[key]
+        print()
+        for c in rows:
+            print(f"{LABELS[first]} - {LABELS[second]}, {c['dataset']} @{c['budget']}: {c['difference']:+.3f} points, 95% CI "
+                  f"[{c['low']:+.3f}, {c['high']:+.3f}] (Welch, {c['seeds']} seeds each): {c['verdict']}")
     if args.verify:
         print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
     payload = {"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM,
                "summary": summary, "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
-               "seminas_vs_tpe": comparisons, "workers": args.workers, "cpu_count": os.cpu_count(),
+               **{key: comparisons.get(key, []) for key in pairs}, "workers": args.workers, "cpu_count": os.cpu_count(),
                "load_average_at_start": list(start_load), "load_average_at_end": list(os.getloadavg()),
                "seconds": time.perf_counter() - start}
     temporary = out.with_name(f".{out.name}.tmp")
