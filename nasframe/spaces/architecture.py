@@ -37,7 +37,9 @@ class Architecture:
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
             raise ArchitectureError(f"architecture space must be a non-empty string, got {self.space!r}")
-        object.__setattr__(self, "choices", _freeze(self.choices, f"architecture of space {self.space!r}"))
+        choices = self.choices
+        if not (type(choices) is tuple and all(type(c) is str for c in choices)):  # else frozen already (the common case, kept fast)
+            object.__setattr__(self, "choices", _freeze(choices, f"architecture of space {self.space!r}"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space, "choices": _thaw(self.choices)}

@@ -201,6 +201,9 @@ class CategoricalSearchSpace(SearchSpace):
     a conditional position has one more token, ``INACTIVE``. ``is_active(i, earlier)`` and
     ``active_positions(choices)`` answer which positions to decide, one at a time (define-by-run
     optimizers such as Optuna). Without conditions all of this is as for independent choices.
+
+    Both declarations are read once and kept (lookups for validation and the token view), so they
+    must not change after the space is built: derive them from ``__init__`` arguments only.
     """
 
     @abstractmethod
@@ -224,6 +227,11 @@ class CategoricalSearchSpace(SearchSpace):
 
     def _conditions(self) -> dict[int, tuple[ActiveIf, ...]]:
         """``position_conditions`` as tuples, checked: each reads an earlier position's own choices."""
+        return self._checked_conditions
+
+    @functools.cached_property
+    def _checked_conditions(self) -> dict[int, tuple[ActiveIf, ...]]:
+        # built once: strategies validate, encode and decode thousands of architectures per step
         declared = self.position_conditions()
         if not declared:
             return {}
@@ -249,6 +257,9 @@ class CategoricalSearchSpace(SearchSpace):
             raise ArchitectureError(f"expected an Architecture, got {type(architecture).__name__}")
         if architecture.space != self.name:
             raise ArchitectureError(f"architecture belongs to space {architecture.space!r}, not {self.name!r}")
+        choices, allowed_sets = architecture.choices, self._allowed_sets
+        if not self._conditions() and len(choices) == len(allowed_sets) and all(c in s for c, s in zip(choices, allowed_sets)):
+            return architecture  # the common case, checked fast; the loop below names what is wrong
         positions, conditions = self.position_choices(), self._conditions()
         if len(architecture.choices) != len(positions):
             raise ArchitectureError(
@@ -330,15 +341,25 @@ class CategoricalSearchSpace(SearchSpace):
                 for i, choices in enumerate(self.token_choices())]
 
     def from_tokens(self, tokens: Sequence[int]) -> Architecture:
-        positions = self.token_choices()
-        if len(tokens) != len(positions):
-            raise ArchitectureError(f"a {self.name!r} token sequence has {len(positions)} tokens, got {len(tokens)}")
+        names = self._token_names
+        if len(tokens) != len(names):
+            raise ArchitectureError(f"a {self.name!r} token sequence has {len(names)} tokens, got {len(tokens)}")
         choices = []
         for i, token in enumerate(tokens):
-            if int(token) not in self.token_range(i):
+            choice = names[i].get(int(token))
+            if choice is None:
                 raise ArchitectureError(f"token {int(token)} is not valid at position {i}; accepted: {list(self.token_range(i))}")
-            choices.append(positions[i][int(token) - self.token_offset(i)])
+            choices.append(choice)
         return self.validate(Architecture(self.name, tuple(choices)))  # conditional positions must agree with earlier ones
+
+    @functools.cached_property
+    def _allowed_sets(self) -> list[frozenset]:
+        return [frozenset(allowed) for allowed in self.position_choices()]
+
+    @functools.cached_property
+    def _token_names(self) -> list[dict[int, str]]:
+        """Per position, global token id -> choice name (the inverse of ``_token_ids``)."""
+        return [{token: choice for choice, token in ids.items()} for ids in self._token_ids]
 
 
 def _holds(conditions: Sequence[ActiveIf], earlier: Sequence[str]) -> bool:
