@@ -41,22 +41,24 @@ TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_test_accuracy.csv"
 OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51}
 STRATEGIES = ("random", "evolution", "seminas", "seminas_m0", "tpe", "nsga2")
 EXTRA = ("seminas_rank", "seminas_previous")  # opt-in (--strategies): SemiNAS with its non-paper rank targets; its previous defaults
-# SemiNAS's defaults before the cheaper updates (20 + 20 updates of batches of 64 per iteration, not 32):
+# SemiNAS's defaults before the cheaper updates (20 + 20 updates of batches of 64 per iteration, not 20 + 10 of 32):
 # `--strategies seminas seminas_previous` measures what the change costs in accuracy and time
-PREVIOUS_SEMINAS = {"batch_size": 64}
+PREVIOUS_SEMINAS = {"batch_size": 64, "pseudo_steps": 20}
 LABELS = {"random": "random search", "evolution": "regularized evolution", "seminas": "SemiNAS",
           "seminas_m0": "SemiNAS, M=0 (no pseudo-labels)", "seminas_rank": "SemiNAS, rank targets (not in paper)",
-          "seminas_previous": "SemiNAS, previous defaults (batch 64)",
+          "seminas_previous": "SemiNAS, previous defaults (20+20 x 64)",
           "tpe": "TPE (Optuna)", "nsga2": "NSGA-II (Optuna), accuracy vs FLOPs"}
 BUSY_LOAD = 1.5
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 _BENCHMARK = None
 _SPACE = None  # one space per worker: its cost cache serves every run
+_SEMINAS_ARGS: dict[str, Any] = {}  # --seminas-args: overrides for every SemiNAS variant
 
 
-def _init_worker(table: str) -> None:
-    global _BENCHMARK
+def _init_worker(table: str, seminas_args: dict[str, Any] | None = None) -> None:
+    global _BENCHMARK, _SEMINAS_ARGS
+    _SEMINAS_ARGS = dict(seminas_args or {})
     os.nice(5)
     torch.set_num_threads(1)
     from nasframe.tabular import NB201Benchmark
@@ -82,11 +84,11 @@ def make_strategy(name: str, metric: str, budget: int, seed: int) -> Any:
         # tournament 5, one-edge mutation, the first 20 random
         return RegularizedEvolution(evaluator, budget=budget, population_size=20, sample_size=5, seed=seed)
     if name == "seminas":
-        return SemiNAS(evaluator, budget=budget, seed=seed)
+        return SemiNAS(evaluator, budget=budget, seed=seed, **_SEMINAS_ARGS)
     if name == "seminas_m0":
-        return SemiNAS(evaluator, budget=budget, unlabelled=0, seed=seed)
+        return SemiNAS(evaluator, budget=budget, seed=seed, **{**_SEMINAS_ARGS, "unlabelled": 0})
     if name == "seminas_rank":
-        return SemiNAS(evaluator, budget=budget, targets="rank", seed=seed)
+        return SemiNAS(evaluator, budget=budget, seed=seed, **{**_SEMINAS_ARGS, "targets": "rank"})
     if name == "seminas_previous":
         return SemiNAS(evaluator, budget=budget, seed=seed, **PREVIOUS_SEMINAS)
     if name in ("tpe", "nsga2"):
@@ -233,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--table", default=str(TABLE))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_nb201.json"))
+    parser.add_argument("--seminas-args", type=json.loads, default={}, metavar="JSON",
+                        help='SemiNAS arguments for the seminas, seminas_m0 and seminas_rank arms, e.g. \'{"steps": 10}\' '
+                             '(not seminas_previous, the reference)')
     parser.add_argument("--verify", action="store_true", help="re-run seed 0 at each budget separately and compare")
     parser.add_argument("--allow-busy", action="store_true",
                         help=f"start even when the 1-minute load average is >= {BUSY_LOAD} (the per-run seconds are then no timing)")
@@ -242,6 +247,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"1-minute load average {start_load[0]:.2f} >= {BUSY_LOAD}: wait for a quiet machine, or pass --allow-busy")
     if not Path(args.table).is_file():
         sys.exit(f"NAS-Bench-201 table {args.table!r} not found; pass --table")
+    if not isinstance(args.seminas_args, dict):
+        sys.exit(f"--seminas-args must be a JSON object of SemiNAS arguments, got {args.seminas_args!r}")
+    if args.seminas_args:
+        import inspect
+
+        from nasframe_seminas import SemiNAS
+        accepted = set(inspect.signature(SemiNAS).parameters) - {"evaluator", "budget", "seed"}
+        unknown = sorted(set(args.seminas_args) - accepted)
+        if unknown:
+            sys.exit(f"--seminas-args: unknown SemiNAS arguments {unknown}; accepted: {sorted(accepted)}")
     budgets = sorted(set(args.budgets))
     # the cheap baselines first, then SemiNAS seed by seed (both variants, both datasets), so that
     # the partial results written after every run stay balanced if the run is cut short
@@ -253,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
-    with multiprocessing.get_context("spawn").Pool(args.workers, _init_worker, (args.table,)) as pool:
+    with multiprocessing.get_context("spawn").Pool(args.workers, _init_worker, (args.table, args.seminas_args)) as pool:
         for i, result in enumerate(pool.imap_unordered(run_one, tasks), 1):
             results.append(result)
             print(f"[{i}/{len(tasks)} {time.perf_counter() - start:6.0f}s] {result['dataset']} {result['strategy']} "
@@ -282,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"[{c['low']:+.3f}, {c['high']:+.3f}] (Welch, {c['seeds']} seeds each): {c['verdict']}")
     if args.verify:
         print(f"\nseparate runs at each budget (seed 0) agree with the prefixes: {not mismatches} ({len(checks)} checked)")
-    payload = {"complete": True, "budgets": budgets, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM,
+    payload = {"complete": True, "budgets": budgets, "seminas_args": args.seminas_args, "seeds": args.seeds, "baseline_seeds": baseline_seeds, "optimum": OPTIMUM,
                "summary": summary, "verify": {"checked": len(checks), "mismatches": mismatches}, "runs": results,
                **{key: comparisons.get(key, []) for key in pairs}, "workers": args.workers, "cpu_count": os.cpu_count(),
                "load_average_at_start": list(start_load), "load_average_at_end": list(os.getloadavg()),

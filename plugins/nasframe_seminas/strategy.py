@@ -58,9 +58,11 @@ class SemiNAS(SampleBasedStrategy):
             first new architecture (the behaviour before, which mostly left the proposals to ``fill``).
         steps: predictor updates per iteration on the labelled data; ``pseudo_steps`` on labelled +
             pseudo-labelled (the model is warm-started, so these are counted in updates, not epochs).
-        batch_size, lr, weight_decay: the predictor's Adam (paper: lr 1e-3, weight decay 1e-4). Batches
-            of 32 rather than 64 make a search about half as costly for the same accuracy on the
-            NB-201 table (README, Benchmarks); fewer updates or a narrower model lose accuracy there.
+        batch_size, lr, weight_decay: the predictor's Adam (paper: lr 1e-3, weight decay 1e-4).
+            The updates are most of a search's cost. 20 + 10 updates of 32 per iteration reach the
+            accuracy of 20 + 20 updates of 64 on the NB-201 table over 30 seeds (README, Benchmarks,
+            ``search_nb201.py --strategies seminas seminas_previous``); a narrower model
+            (``hidden_size`` 32) loses up to 0.6 points there at 50-100 queries.
         hidden_size, encoder_layers, mlp_layers, trade_off: the model (see ``SemiNASModel``).
         step_size, step_growth, max_steps: the move: eta = step_size * step_growth**j, j < max_steps.
         fill, fill_pool: when the moves yield too few new architectures (common in small spaces,
@@ -77,7 +79,7 @@ class SemiNAS(SampleBasedStrategy):
     """
 
     def __init__(self, evaluator: Evaluator, budget: int = 100, initial: int = 16, per_iteration: int = 4,
-                 unlabelled: int = 1000, top_k: int = 16, steps: int = 20, pseudo_steps: int = 20, batch_size: int = 32,
+                 unlabelled: int = 1000, top_k: int = 16, steps: int = 20, pseudo_steps: int = 10, batch_size: int = 32,
                  growth: float = 0.1,
                  lr: float = 1e-3, weight_decay: float = 1e-4, hidden_size: int = 64, encoder_layers: int = 1,
                  mlp_layers: Sequence[int] = (64,), trade_off: float = 0.8, step_size: float = 0.05, step_growth: float = 1.5,
