@@ -170,16 +170,16 @@ def print_table(summary: dict[str, Any], budgets: list[int]) -> None:
     for dataset, by_strategy in summary.items():
         print(f"\nNAS-Bench-201 {dataset}: true test accuracy (%) of the returned architecture, mean +- std "
               f"(optimum {OPTIMUM[dataset]})")
-        print(f"{'strategy':38}" + "".join(f"{b:>17}" for b in budgets) + f"{'s/run':>8}{'CPU s':>8}")
+        print(f"{'strategy':42}" + "".join(f"{b:>17}" for b in budgets) + f"{'s/run':>8}{'CPU s':>8}")
         for name, by_budget in by_strategy.items():
             cells = "".join(f"{by_budget[str(b)]['mean']:>10.2f} +-{by_budget[str(b)]['std']:5.2f}" for b in budgets)
-            print(f"{LABELS[name]:38}{cells}{by_budget['seconds_per_run']:8.2f}{by_budget['cpu_seconds_per_run']:8.2f}")
+            print(f"{LABELS[name]:42}{cells}{by_budget['seconds_per_run']:8.2f}{by_budget['cpu_seconds_per_run']:8.2f}")
         print(f"\nNAS-Bench-201 {dataset}: hypervolume of the evaluated architectures' accuracy/FLOPs front "
               "(fraction of the reference box), mean +- std")
-        print(f"{'strategy':38}" + "".join(f"{b:>17}" for b in budgets))
+        print(f"{'strategy':42}" + "".join(f"{b:>17}" for b in budgets))
         for name, by_budget in by_strategy.items():
             cells = "".join(f"{by_budget[str(b)]['hypervolume']:>10.4f} +-{by_budget[str(b)]['hypervolume_std']:.4f}" for b in budgets)
-            print(f"{LABELS[name]:38}{cells}")
+            print(f"{LABELS[name]:42}{cells}")
 
 
 def plot(summary: dict[str, Any], budgets: list[int], path: Path) -> None:
