@@ -51,7 +51,7 @@ def validation_images(datamodule: Any) -> Dataset | None:
     no labelled validation image."""
     if not isinstance(datamodule, NASDataModule):
         return None
-    _, _, images, labels = datamodule.checked_arrays()  # uint8 images, the labels the loaders see
+    images, labels = datamodule.validation_arrays()  # uint8 images, the labels the loaders see
     if len(labels) == 0 or int(torch.as_tensor(labels).min()) < 0:
         return None
     return ImageArrayDataset(images, labels, datamodule.mean, datamodule.std, datamodule.eval_transform)

@@ -22,6 +22,18 @@ def test_digits_splits_and_label_fraction():
     assert set(batch) == {"weights", "architecture"} and batch["weights"][0].shape == (16, 1, 8, 8)
 
 
+def test_limit_val_keeps_the_first_validation_images_for_validation_and_the_evaluation():
+    from nasframe.evaluation import validation_images
+
+    full, limited = DigitsDataModule(), DigitsDataModule(limit_val=40)
+    full.setup()
+    limited.setup()
+    assert len(limited._splits["val"]) == 40 and len(validation_images(limited)) == 40
+    torch.testing.assert_close(limited._splits["val"][7][0], full._splits["val"][7][0])
+    assert len(limited._splits["train"]) == len(full._splits["train"]), "training images are untouched"
+    assert len(DigitsDataModule(limit_val=10_000).validation_arrays()[0]) == 360
+
+
 def test_training_transform_receives_pil_images_and_may_return_views():
     two_views = lambda image: [torch.zeros(1, 8, 8), torch.ones(1, 8, 8)]  # noqa: E731
     data = DigitsDataModule(batch_size=4, train_transform=two_views)
@@ -147,6 +159,7 @@ def test_a_file_that_is_not_an_npz_archive_fails_clearly(tmp_path):
     (lambda: DigitsDataModule(batch_size=True), r"batch_size must be a positive integer, got True"),
     (lambda: DigitsDataModule(num_workers=-1), r"num_workers must be an integer >= 0, got -1"),
     (lambda: DigitsDataModule(limit_train=-8), r"limit_train must be an integer >= 0, got -8"),
+    (lambda: DigitsDataModule(limit_val=-1), r"limit_val must be an integer >= 0, got -1"),
     (lambda: DigitsDataModule(size=12), r"size must be a positive multiple of 8, got 12"),
     (lambda: DigitsDataModule(size=0), r"size must be a positive integer, got 0"),
     (lambda: NpzDataModule("x.npz", num_classes=0), r"num_classes must be a positive integer, got 0"),

@@ -45,10 +45,11 @@ STRATEGY = "--model.init_args.strategy.init_args."
 SHARED = {
     "evolution_nb201.yaml": ("nb201/nb201_test_accuracy.csv", [STRATEGY + "budget=40"]),
     "seminas_nb201.yaml": ("nb201/nb201_test_accuracy.csv", [STRATEGY + "budget=32"]),
+    # the export's evaluation on 64 validation images, not all: at full NB-201 width it is most of a run
     "epsinas_nb201.yaml": ("cifar10/cifar10_partial.npz", [STRATEGY + "num_samples=12", STRATEGY + "candidates_per_step=6",
-                                                           "--data.init_args.batch_size=32"]),
+                                                           "--data.init_args.batch_size=32", "--data.init_args.limit_val=64"]),
     "random_epsinas_nb201.yaml": ("cifar10/cifar10_partial.npz", [STRATEGY + "budget=12", STRATEGY + "candidates_per_step=6",
-                                                                  "--data.init_args.batch_size=32"]),
+                                                                  "--data.init_args.batch_size=32", "--data.init_args.limit_val=64"]),
 }
 
 

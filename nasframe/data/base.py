@@ -82,6 +82,8 @@ class NASDataModule(LightningDataModule, ABC):
         train_transform: applied to each training image (PIL); e.g. ``lightly.transforms.SimCLRTransform``.
         eval_transform: applied to each validation image; default: normalise only.
         limit_train: keep only the first N training images (after the seeded shuffle); 0 keeps all.
+        limit_val: keep only the first N validation images (in their stored order) for validation
+            and for the end-of-search evaluation of the export; 0 keeps all.
         shuffle: shuffle the training loaders (seeded by ``seed``).
         num_workers: loader worker processes (0: load in the main process).
         drop_unlabelled: keep only the labelled training images (few-label fine-tuning trains on
@@ -98,7 +100,7 @@ class NASDataModule(LightningDataModule, ABC):
     def __init__(self, batch_size: int = 64, label_fraction: float = 1.0, architecture_split: float = 0.0,
                  train_transform: Callable | None = None, eval_transform: Callable | None = None, limit_train: int = 0,
                  shuffle: bool = True, num_workers: int = 0, seed: int = 0,
-                 drop_unlabelled: bool = False) -> None:
+                 drop_unlabelled: bool = False, limit_val: int = 0) -> None:
         super().__init__()
         if not 0.0 <= label_fraction <= 1.0:
             raise DataError(f"label_fraction must be in [0, 1], got {label_fraction}")
@@ -110,6 +112,7 @@ class NASDataModule(LightningDataModule, ABC):
         self.train_transform = train_transform
         self.eval_transform = eval_transform
         self.limit_train = check_int("limit_train", limit_train, minimum=0)
+        self.limit_val = check_int("limit_val", limit_val, minimum=0)
         self.shuffle = shuffle
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.seed = seed
@@ -135,6 +138,14 @@ class NASDataModule(LightningDataModule, ABC):
             self._checked = check_arrays(self.load_arrays(), self.array_names, self.data_source, self.declared_num_classes)
         return self._checked[0]
 
+    def validation_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The validation images and labels that validation and the end-of-search evaluation use:
+        the first ``limit_val`` (all when 0)."""
+        _, _, x_val, y_val = self.checked_arrays()
+        if self.limit_val:
+            x_val, y_val = x_val[: self.limit_val], y_val[: self.limit_val]
+        return x_val, y_val
+
     @property
     def num_classes(self) -> int:
         """``declared_num_classes``, else the largest label (training or validation) + 1."""
@@ -144,7 +155,8 @@ class NASDataModule(LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         if self._splits is not None:
             return
-        x_train, y_train, x_val, y_val = self.checked_arrays()
+        x_train, y_train, _, _ = self.checked_arrays()
+        x_val, y_val = self.validation_arrays()
         if self.train_transform is None or self.eval_transform is None:  # mean/std normalise those splits
             self._check_normalisation(x_train.shape[1])
         order = np.random.default_rng(self.seed).permutation(len(x_train))
