@@ -80,7 +80,10 @@ class SampleBasedStrategy(SearchStrategy):
         if batched and _space_samples_alone(nas):
             misses = 0
             while len(picks) < count and misses < tries:
-                for architecture in nas.search_space.sample_many(count - len(picks), self.generator):
+                drawn = nas.search_space.sample_many(count - len(picks), self.generator)
+                if not drawn:  # an override that draws nothing would otherwise loop for ever
+                    break
+                for architecture in drawn:
                     if architecture in self.seen or architecture in picks or architecture in exclude:
                         misses += 1
                         if misses >= tries:
